@@ -1,0 +1,54 @@
+//! What every part of a running node shares.
+
+use crate::config::Config;
+use crate::routing::{Directory, Registry, Routers};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use switchboard_protocol::FrameCodec;
+use switchboard_raft_store::{ConversationLog, Store};
+
+/// Shared state of a node, behind one `Arc`.
+pub struct NodeContext {
+    /// The validated configuration.
+    pub config: Config,
+    /// The frame codec with the configured maximum.
+    pub codec: FrameCodec,
+    /// Directory records and id allocation.
+    pub store: Arc<Store>,
+    /// The message log (the seam the cluster replaces).
+    pub log: Arc<dyn ConversationLog>,
+    /// In-memory directory.
+    pub directory: Arc<Directory>,
+    /// Live sessions.
+    pub registry: Arc<Registry>,
+    /// Tenant routers.
+    pub routers: Routers,
+    ready: AtomicBool,
+}
+
+impl NodeContext {
+    /// Assembles a context (not yet ready).
+    pub fn new(config: Config, store: Arc<Store>, directory: Arc<Directory>, registry: Arc<Registry>, routers: Routers) -> Self {
+        let codec = FrameCodec::new(config.max_frame_len);
+        let log: Arc<dyn ConversationLog> = store.clone();
+        NodeContext { config, codec, store, log, directory, registry, routers, ready: AtomicBool::new(false) }
+    }
+
+    /// Whether the node serves clients (false before start-up completes and while shutting down).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Sets readiness.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Shorthand.
+pub type Ctx = Arc<NodeContext>;

@@ -1,0 +1,54 @@
+//! `switchboard`: CLI -> config -> tracing -> node.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use switchboard_broker::config::{Config, ConfigArgs};
+
+/// Switchboard: real-time customer-service chat backend.
+#[derive(Parser)]
+#[command(name = "switchboard", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    args: ConfigArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (the default).
+    Run(ConfigArgs),
+    /// Print the embedded default configuration as TOML.
+    PrintDefaultConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::PrintDefaultConfig) => {
+            print!("{}", Config::default_toml());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Run(args)) => args,
+        None => cli.args,
+    };
+    let config = match Config::load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let system = actix_rt::System::new();
+    match system.block_on(switchboard_broker::node::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("switchboard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

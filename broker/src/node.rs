@@ -1,0 +1,191 @@
+//! Starting and stopping a node: open the store, load the directory, bind listeners,
+//! start arbiters, serve, and shut down gracefully.
+
+use crate::api::{self, Addresses, ApiState, NodeInfo};
+use crate::config::Config;
+use crate::context::{Ctx, NodeContext};
+use crate::routing::{Directory, Dispatcher, Registry, Routers};
+use crate::session::SessionEvent;
+use crate::transport::{quic, tcp, Workers};
+use anyhow::Context as _;
+use rand::RngCore;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard_protocol::auth::secret_digest;
+use switchboard_protocol::FrameCodec;
+use switchboard_raft_store::{Store, StoreOptions};
+use tokio::sync::watch;
+
+/// The addresses a node actually bound.
+#[derive(Clone, Copy, Debug)]
+pub struct BoundAddrs {
+    /// HTTP.
+    pub http: SocketAddr,
+    /// TCP.
+    pub tcp: SocketAddr,
+    /// QUIC.
+    pub quic: SocketAddr,
+}
+
+/// A started node.
+pub struct RunningNode {
+    /// Shared state.
+    pub ctx: Ctx,
+    /// Bound addresses.
+    pub addrs: BoundAddrs,
+    /// The admin token in force.
+    pub admin_token: String,
+    stop: watch::Sender<bool>,
+    http: actix_web::dev::ServerHandle,
+    arbiters: Vec<actix::Arbiter>,
+}
+
+/// The admin token: configured, or kept in `DATA_DIR/admin-token` (created on first start).
+fn admin_token(config: &Config) -> anyhow::Result<String> {
+    if let Some(t) = &config.admin_token {
+        return Ok(t.clone());
+    }
+    let path = config.data_dir.join("admin-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        anyhow::ensure!(t.len() >= 16, "{} holds a token shorter than 16 characters", path.display());
+        return Ok(t);
+    }
+    let mut bytes = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let token = hex::encode(bytes);
+    write_file_private(&path, token.as_bytes())?;
+    tracing::info!(path = %path.display(), "generated an admin token");
+    Ok(token)
+}
+
+fn write_file_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Starts a node. Must be called inside an actix `System`.
+pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
+    let listen = config.validate()?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let metrics = crate::metrics::install();
+    let admin_token = admin_token(&config)?;
+
+    // The dispatcher is the store's commit listener and reads the directory, which is
+    // loaded from that store: open with an empty directory, then fill it.
+    let directory = Arc::new(Directory::default());
+    let registry = Arc::new(Registry::default());
+    let dispatcher = Arc::new(Dispatcher::new(directory.clone(), registry.clone(), FrameCodec::new(config.max_frame_len)));
+    let db_path: PathBuf = config.data_dir.join("db");
+    let store = Store::open(&db_path, StoreOptions { max_batch_ops: config.store_max_batch_ops, sync: true }, dispatcher)
+        .with_context(|| format!("opening store {}", db_path.display()))?;
+    directory.absorb(Directory::load(&store).context("loading the directory")?);
+    let store = Arc::new(store);
+
+    let router_arbiter = actix::Arbiter::new();
+    let routers = Routers::new(router_arbiter.handle());
+    let ctx: Ctx = Arc::new(NodeContext::new(config.clone(), store, directory, registry, routers));
+    let (queued, assigned) = ctx.directory.counts();
+    ::metrics::gauge!(crate::metrics::CONVERSATIONS_QUEUED).set(queued as f64);
+    ::metrics::gauge!(crate::metrics::CONVERSATIONS_ACTIVE).set((queued + assigned) as f64);
+
+    let mut arbiters: Vec<actix::Arbiter> = (0..config.worker_count()).map(|_| actix::Arbiter::new()).collect();
+    let workers = Arc::new(Workers::new(arbiters.iter().map(|a| a.handle()).collect()));
+    arbiters.push(router_arbiter);
+
+    // Listeners.
+    let tcp_listener = tokio::net::TcpListener::bind(listen.tcp).await.with_context(|| format!("binding tcp {}", listen.tcp))?;
+    let quic_config = quic::server_config(&config)?;
+    let quic_endpoint = quinn::Endpoint::server(quic_config, listen.quic).with_context(|| format!("binding quic {}", listen.quic))?;
+    let http_listener = std::net::TcpListener::bind(listen.http).with_context(|| format!("binding http {}", listen.http))?;
+    let addrs = BoundAddrs { http: http_listener.local_addr()?, tcp: tcp_listener.local_addr()?, quic: quic_endpoint.local_addr()? };
+
+    let cert = std::fs::read(config.data_dir.join(quic::CERT_FILE)).ok().or_else(|| {
+        quic::load_or_create_identity(&config).ok().and_then(|(c, _)| c.first().map(|c| c.to_vec()))
+    });
+    let state = actix_web::web::Data::new(ApiState {
+        ctx: ctx.clone(),
+        admin_digest: secret_digest(&admin_token),
+        metrics: metrics.clone(),
+        node: NodeInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            pid: std::process::id(),
+            addresses: Addresses { http: addrs.http.to_string(), tcp: addrs.tcp.to_string(), quic: addrs.quic.to_string() },
+            quic_cert_der_hex: cert.map(hex::encode).unwrap_or_default(),
+        },
+    });
+    let http = actix_web::HttpServer::new(move || actix_web::App::new().app_data(state.clone()).configure(api::configure))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_grace_secs as u64)
+        .listen(http_listener)?
+        .run();
+    let http_handle = http.handle();
+    actix_rt::spawn(http);
+
+    let (stop, stop_rx) = watch::channel(false);
+    actix_rt::spawn(tcp::accept_loop(tcp_listener, ctx.clone(), workers.clone(), stop_rx.clone()));
+    actix_rt::spawn(quic::accept_loop(quic_endpoint, ctx.clone(), workers.clone(), stop_rx.clone()));
+    let upkeep = metrics.clone();
+    let mut upkeep_stop = stop_rx;
+    actix_rt::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => upkeep.run_upkeep(),
+                _ = upkeep_stop.wait_for(|s| *s) => break,
+            }
+        }
+    });
+
+    let ports = serde_json::json!({"http": addrs.http.to_string(), "tcp": addrs.tcp.to_string(), "quic": addrs.quic.to_string()});
+    write_file_private(&config.data_dir.join("ports.json"), ports.to_string().as_bytes())?;
+    ctx.set_ready(true);
+    tracing::info!(http = %addrs.http, tcp = %addrs.tcp, quic = %addrs.quic, data_dir = %config.data_dir.display(), "switchboard node ready");
+    Ok(RunningNode { ctx, addrs, admin_token, stop, http: http_handle, arbiters })
+}
+
+impl RunningNode {
+    /// Graceful shutdown: stop accepting, tell every client to go away, wait for the
+    /// connections to drain (bounded by `shutdown_grace_secs`), flush the store.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.ctx.set_ready(false);
+        let _ = self.stop.send(true);
+        for session in self.ctx.registry.all() {
+            session.do_send(SessionEvent::GoAway { reason: "node shutting down".into() });
+        }
+        let deadline = Instant::now() + Duration::from_secs(self.ctx.config.shutdown_grace_secs as u64);
+        while !self.ctx.registry.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.http.stop(true).await;
+        let store = self.ctx.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
+        for a in &self.arbiters {
+            a.stop();
+        }
+        tracing::info!("stopped");
+    }
+}
+
+/// Runs a node until SIGTERM or SIGINT, then shuts it down gracefully.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let node = start(config).await?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+    node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The in-memory directory: read on every login and every message, written through
+//! the store by the admin API and the tenant routers.
+
+use dashmap::DashMap;
+use std::sync::Arc;
+use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, Participant, TenantId, VisitorId};
+use switchboard_raft_store::{AgentRecord, AgentTokenRecord, ConversationLog, ConversationRecord, Store, StoreError, TenantRecord};
+
+/// A conversation that is queued or assigned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConversationEntry {
+    /// Its durable record (as last written).
+    pub record: ConversationRecord,
+    /// Highest committed seq.
+    pub last_seq: u64,
+}
+
+impl ConversationEntry {
+    /// Whether `who` of `tenant` takes part in it.
+    pub fn has_participant(&self, tenant: TenantId, who: Participant) -> bool {
+        self.record.tenant == tenant
+            && match who {
+                Participant::Visitor(v) => v == self.record.visitor,
+                Participant::Agent(a) => Some(a) == self.record.agent,
+            }
+    }
+
+    /// The update frame body for it.
+    pub fn update(&self) -> ConversationUpdate {
+        let r = &self.record;
+        ConversationUpdate { conversation: r.id, visitor: r.visitor, agent: r.agent, state: r.state, last_seq: self.last_seq }
+    }
+}
+
+/// Tenants, agents, tokens and open conversations.
+#[derive(Default)]
+pub struct Directory {
+    tenants: DashMap<TenantId, Arc<TenantRecord>>,
+    api_keys: DashMap<[u8; 32], TenantId>,
+    agents: DashMap<AgentId, AgentRecord>,
+    agent_tokens: DashMap<[u8; 32], AgentTokenRecord>,
+    conversations: DashMap<ConversationId, ConversationEntry>,
+    visitor_open: DashMap<(TenantId, VisitorId), ConversationId>,
+}
+
+impl Directory {
+    /// Loads everything from the store (start-up).
+    pub fn load(store: &Store) -> Result<Directory, StoreError> {
+        let dir = Directory::default();
+        for t in store.tenants()? {
+            dir.insert_tenant(t);
+        }
+        for a in store.agents()? {
+            dir.agents.insert(a.id, a);
+        }
+        for (digest, rec) in store.agent_tokens()? {
+            dir.agent_tokens.insert(digest, rec);
+        }
+        for c in store.conversations()? {
+            if c.state != ConversationState::Closed {
+                let last_seq = store.last_seq(c.id)?;
+                dir.put_conversation(&c, last_seq);
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Moves everything of `other` into this (empty) directory.
+    pub fn absorb(&self, other: Directory) {
+        for (k, v) in other.tenants {
+            self.tenants.insert(k, v);
+        }
+        for (k, v) in other.api_keys {
+            self.api_keys.insert(k, v);
+        }
+        for (k, v) in other.agents {
+            self.agents.insert(k, v);
+        }
+        for (k, v) in other.agent_tokens {
+            self.agent_tokens.insert(k, v);
+        }
+        for (k, v) in other.conversations {
+            self.conversations.insert(k, v);
+        }
+        for (k, v) in other.visitor_open {
+            self.visitor_open.insert(k, v);
+        }
+    }
+
+    /// Adds or replaces a tenant.
+    pub fn insert_tenant(&self, t: TenantRecord) {
+        self.api_keys.insert(t.api_key_digest, t.id);
+        self.tenants.insert(t.id, Arc::new(t));
+    }
+
+    /// A tenant.
+    pub fn tenant(&self, id: TenantId) -> Option<Arc<TenantRecord>> {
+        self.tenants.get(&id).map(|t| t.clone())
+    }
+
+    /// Every tenant, by id.
+    pub fn tenants(&self) -> Vec<Arc<TenantRecord>> {
+        let mut v: Vec<_> = self.tenants.iter().map(|t| t.clone()).collect();
+        v.sort_by_key(|t| t.id);
+        v
+    }
+
+    /// The tenant of an API key digest.
+    pub fn tenant_by_api_key(&self, digest: &[u8; 32]) -> Option<TenantId> {
+        self.api_keys.get(digest).map(|t| *t)
+    }
+
+    /// Adds or replaces an agent.
+    pub fn insert_agent(&self, a: AgentRecord) {
+        self.agents.insert(a.id, a);
+    }
+
+    /// An agent of `tenant` (None if it belongs to another tenant).
+    pub fn agent(&self, tenant: TenantId, id: AgentId) -> Option<AgentRecord> {
+        self.agents.get(&id).filter(|a| a.tenant == tenant).map(|a| a.clone())
+    }
+
+    /// Every agent of `tenant`, by id.
+    pub fn agents_of(&self, tenant: TenantId) -> Vec<AgentRecord> {
+        let mut v: Vec<_> = self.agents.iter().filter(|a| a.tenant == tenant).map(|a| a.clone()).collect();
+        v.sort_by_key(|a| a.id);
+        v
+    }
+
+    /// Records an agent token.
+    pub fn insert_agent_token(&self, digest: [u8; 32], rec: AgentTokenRecord) {
+        self.agent_tokens.insert(digest, rec);
+    }
+
+    /// What an agent token digest stands for.
+    pub fn agent_token(&self, digest: &[u8; 32]) -> Option<AgentTokenRecord> {
+        self.agent_tokens.get(digest).map(|r| *r)
+    }
+
+    /// Mirrors a conversation record (closed ones are removed).
+    pub fn put_conversation(&self, rec: &ConversationRecord, last_seq: u64) {
+        if rec.state == ConversationState::Closed {
+            self.conversations.remove(&rec.id);
+            self.visitor_open.remove_if(&(rec.tenant, rec.visitor), |_, c| *c == rec.id);
+            return;
+        }
+        let last_seq = self.conversations.get(&rec.id).map(|e| e.last_seq.max(last_seq)).unwrap_or(last_seq);
+        self.conversations.insert(rec.id, ConversationEntry { record: *rec, last_seq });
+        self.visitor_open.insert((rec.tenant, rec.visitor), rec.id);
+    }
+
+    /// An open conversation.
+    pub fn conversation(&self, id: ConversationId) -> Option<ConversationEntry> {
+        self.conversations.get(&id).map(|e| *e)
+    }
+
+    /// Raises the recorded last seq of a conversation; returns its entry.
+    pub fn note_committed(&self, id: ConversationId, seq: u64) -> Option<ConversationEntry> {
+        let mut e = self.conversations.get_mut(&id)?;
+        e.last_seq = e.last_seq.max(seq);
+        Some(*e)
+    }
+
+    /// The visitor's open conversation.
+    pub fn open_conversation_of(&self, tenant: TenantId, visitor: VisitorId) -> Option<ConversationId> {
+        self.visitor_open.get(&(tenant, visitor)).map(|c| *c)
+    }
+
+    /// Open conversations of a tenant, by id.
+    pub fn conversations_of(&self, tenant: TenantId) -> Vec<(ConversationId, ConversationEntry)> {
+        let mut v: Vec<_> = self.conversations.iter().filter(|e| e.record.tenant == tenant).map(|e| (*e.key(), *e.value())).collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    }
+
+    /// (queued, assigned) across every tenant.
+    pub fn counts(&self) -> (usize, usize) {
+        let queued = self.conversations.iter().filter(|e| e.record.state == ConversationState::Queued).count();
+        (queued, self.conversations.len() - queued)
+    }
+}

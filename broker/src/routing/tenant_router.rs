@@ -1,0 +1,327 @@
+//! `TenantRouter`: the single owner of one tenant's queue, seat loads and open
+//! conversation records. Caps hold by construction because only this actor decides.
+//! Decisions are made synchronously in the handler (rules in `service::assignment`);
+//! the record is written through the store and participants are told once it is
+//! durable.
+
+use crate::context::{now_ms, Ctx};
+use crate::metrics;
+use crate::service::assignment::{Assignment, Placement, Pool};
+use crate::session::SessionEvent;
+use actix::prelude::*;
+use dashmap::DashMap;
+use std::collections::HashMap;
+use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, Participant, TenantId, VisitorId};
+use switchboard_raft_store::store::durable;
+use switchboard_raft_store::ConversationRecord;
+
+/// Why a routing request failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RouteError {
+    /// No such open conversation in this tenant.
+    #[error("conversation {conversation} not found")]
+    ConversationNotFound {
+        /// The conversation.
+        conversation: ConversationId,
+    },
+    /// The requester does not take part in the conversation.
+    #[error("{who} does not take part in conversation {conversation}")]
+    Forbidden {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The requester.
+        who: Participant,
+    },
+    /// The store could not make the change durable.
+    #[error("store: {reason}")]
+    Storage {
+        /// Why.
+        reason: String,
+    },
+    /// The router is gone (node shutting down).
+    #[error("router unavailable")]
+    Unavailable,
+}
+
+/// Sent by a `VisitorSession`: the visitor's open conversation, opened if needed.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<ConversationId, RouteError>")]
+pub struct OpenConversation {
+    /// The visitor.
+    pub visitor: VisitorId,
+}
+
+/// Sent by an `AgentSeat` when a connection of the agent logs in; answers the
+/// conversations the agent holds.
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<ConversationUpdate>")]
+pub struct SeatOnline {
+    /// The agent.
+    pub agent: AgentId,
+}
+
+/// Sent by an `AgentSeat` when a connection of the agent ends.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SeatOffline {
+    /// The agent.
+    pub agent: AgentId,
+}
+
+/// Sent by a session (or the API) to end a conversation.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), RouteError>")]
+pub struct CloseConversation {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// Who asks (must take part), or `None` for the tenant's own API.
+    pub by: Option<Participant>,
+}
+
+/// Sent by the admin API after an agent's capacity changed.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct CapacityChanged {
+    /// The agent.
+    pub agent: AgentId,
+    /// New capacity.
+    pub capacity: u32,
+}
+
+/// One tenant's router.
+pub struct TenantRouter {
+    tenant: TenantId,
+    ctx: Ctx,
+    pool: Pool,
+    records: HashMap<ConversationId, ConversationRecord>,
+    next_ticket: u64,
+}
+
+impl Actor for TenantRouter {
+    type Context = Context<Self>;
+}
+
+impl TenantRouter {
+    /// Rebuilds a router from the directory (which mirrors the durable records).
+    pub fn restore(tenant: TenantId, ctx: Ctx) -> Self {
+        let mut pool = Pool::new();
+        for agent in ctx.directory.agents_of(tenant) {
+            pool.set_capacity(agent.id, agent.capacity);
+        }
+        let mut records = HashMap::new();
+        let mut next_ticket = 1;
+        for (id, entry) in ctx.directory.conversations_of(tenant) {
+            let rec = entry.record;
+            match (rec.state, rec.agent) {
+                (ConversationState::Assigned, Some(agent)) => pool.restore_assigned(id, agent),
+                _ => pool.restore_queued(id, rec.queue_ticket),
+            }
+            next_ticket = next_ticket.max(rec.queue_ticket + 1);
+            records.insert(id, rec);
+        }
+        TenantRouter { tenant, ctx, pool, records, next_ticket }
+    }
+
+    fn update_gauges(&self) {
+        let (queued, assigned) = self.ctx.directory.counts();
+        ::metrics::gauge!(metrics::CONVERSATIONS_QUEUED).set(queued as f64);
+        ::metrics::gauge!(metrics::CONVERSATIONS_ACTIVE).set((queued + assigned) as f64);
+    }
+
+    /// Mirrors `rec` in the directory now, writes it, and tells its participants
+    /// (and `also`, e.g. a previous agent) once durable.
+    fn persist(&mut self, rec: ConversationRecord, ctx: &mut Context<Self>) -> ResponseActFuture<Self, Result<(), RouteError>> {
+        if rec.state == ConversationState::Closed {
+            self.records.remove(&rec.id);
+        } else {
+            self.records.insert(rec.id, rec);
+        }
+        let last_seq = self.ctx.directory.conversation(rec.id).map(|e| e.last_seq).unwrap_or(0);
+        self.ctx.directory.put_conversation(&rec, last_seq);
+        self.update_gauges();
+        let write = self.ctx.store.put_conversation(&rec);
+        let _ = ctx;
+        Box::pin(async move { durable(write).await }.into_actor(self).map(move |res, act, _| match res {
+            Ok(()) => {
+                act.notify(&rec, last_seq);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, conversation = %rec.id, "conversation record not durable");
+                Err(RouteError::Storage { reason: e.to_string() })
+            }
+        }))
+    }
+
+    fn notify(&self, rec: &ConversationRecord, last_seq: u64) {
+        let last_seq = self.ctx.directory.conversation(rec.id).map(|e| e.last_seq).unwrap_or(last_seq);
+        let update = ConversationUpdate { conversation: rec.id, visitor: rec.visitor, agent: rec.agent, state: rec.state, last_seq };
+        let registry = &self.ctx.registry;
+        registry.notify(self.tenant, Participant::Visitor(rec.visitor), SessionEvent::Conversation(update.clone()));
+        if let Some(agent) = rec.agent {
+            registry.notify(self.tenant, Participant::Agent(agent), SessionEvent::Conversation(update));
+        }
+    }
+
+    fn apply(&mut self, assignments: Vec<Assignment>, ctx: &mut Context<Self>) {
+        for a in assignments {
+            let Some(mut rec) = self.records.get(&a.conversation).copied() else { continue };
+            rec.agent = Some(a.agent);
+            rec.state = ConversationState::Assigned;
+            rec.assigned_at_ms = Some(now_ms());
+            let fut = self.persist(rec, ctx);
+            ctx.spawn(fut.map(|_, _, _| ()));
+        }
+    }
+}
+
+impl Handler<OpenConversation> for TenantRouter {
+    type Result = ResponseActFuture<Self, Result<ConversationId, RouteError>>;
+
+    fn handle(&mut self, msg: OpenConversation, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(existing) = self.ctx.directory.open_conversation_of(self.tenant, msg.visitor) {
+            return Box::pin(fut::ready(Ok(existing)));
+        }
+        let id = self.ctx.store.next_conversation_id();
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let now = now_ms();
+        let placement = self.pool.place(id, ticket);
+        let (state, agent) = match placement {
+            Placement::Assigned(agent) => (ConversationState::Assigned, Some(agent)),
+            Placement::Queued { .. } => (ConversationState::Queued, None),
+        };
+        tracing::debug!(tenant = %self.tenant, conversation = %id, ?placement, "conversation opened");
+        let rec = ConversationRecord {
+            id,
+            tenant: self.tenant,
+            visitor: msg.visitor,
+            agent,
+            state,
+            queue_ticket: ticket,
+            created_at_ms: now,
+            assigned_at_ms: agent.map(|_| now),
+            closed_at_ms: None,
+        };
+        Box::pin(self.persist(rec, ctx).map(move |res, act, ctx| match res {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                // Not durable: forget it, so the visitor's retry opens a fresh one.
+                let mut closed = rec;
+                closed.state = ConversationState::Closed;
+                act.records.remove(&id);
+                act.ctx.directory.put_conversation(&closed, 0);
+                let freed = act.pool.release(id);
+                act.apply(freed, ctx);
+                Err(e)
+            }
+        }))
+    }
+}
+
+impl Handler<SeatOnline> for TenantRouter {
+    type Result = Vec<ConversationUpdate>;
+
+    fn handle(&mut self, msg: SeatOnline, ctx: &mut Context<Self>) -> Self::Result {
+        let capacity = self
+            .ctx
+            .directory
+            .agent(self.tenant, msg.agent)
+            .map(|a| a.capacity)
+            .unwrap_or(self.ctx.config.default_agent_capacity);
+        let was_online = self.pool.is_online(msg.agent);
+        let mut drained = self.pool.set_capacity(msg.agent, capacity);
+        drained.extend(self.pool.connect(msg.agent));
+        if !was_online {
+            ::metrics::gauge!(metrics::SEATS_ONLINE).increment(1.0);
+        }
+        self.apply(drained, ctx);
+        self.pool
+            .assigned_to(msg.agent)
+            .into_iter()
+            .filter_map(|c| self.ctx.directory.conversation(c))
+            .map(|e| e.update())
+            .collect()
+    }
+}
+
+impl Handler<SeatOffline> for TenantRouter {
+    type Result = ();
+
+    fn handle(&mut self, msg: SeatOffline, _: &mut Context<Self>) {
+        self.pool.disconnect(msg.agent);
+        if !self.pool.is_online(msg.agent) {
+            ::metrics::gauge!(metrics::SEATS_ONLINE).decrement(1.0);
+        }
+    }
+}
+
+impl Handler<CloseConversation> for TenantRouter {
+    type Result = ResponseActFuture<Self, Result<(), RouteError>>;
+
+    fn handle(&mut self, msg: CloseConversation, ctx: &mut Context<Self>) -> Self::Result {
+        let conversation = msg.conversation;
+        let Some(mut rec) = self.records.get(&conversation).copied() else {
+            return Box::pin(fut::ready(Err(RouteError::ConversationNotFound { conversation })));
+        };
+        if let Some(who) = msg.by {
+            let takes_part = match who {
+                Participant::Visitor(v) => v == rec.visitor,
+                Participant::Agent(a) => Some(a) == rec.agent,
+            };
+            if !takes_part {
+                return Box::pin(fut::ready(Err(RouteError::Forbidden { conversation, who })));
+            }
+        }
+        rec.state = ConversationState::Closed;
+        rec.closed_at_ms = Some(now_ms());
+        let freed = self.pool.release(conversation);
+        let fut = self.persist(rec, ctx);
+        self.apply(freed, ctx);
+        fut
+    }
+}
+
+impl Handler<CapacityChanged> for TenantRouter {
+    type Result = ();
+
+    fn handle(&mut self, msg: CapacityChanged, ctx: &mut Context<Self>) {
+        let drained = self.pool.set_capacity(msg.agent, msg.capacity);
+        self.apply(drained, ctx);
+    }
+}
+
+/// The routers of every tenant, started on demand on one arbiter.
+pub struct Routers {
+    map: DashMap<TenantId, Addr<TenantRouter>>,
+    arbiter: ArbiterHandle,
+}
+
+impl Routers {
+    /// Routers that will run on `arbiter`.
+    pub fn new(arbiter: ArbiterHandle) -> Self {
+        Routers { map: DashMap::new(), arbiter }
+    }
+
+    /// The router of `tenant`, started if needed.
+    pub fn get(&self, tenant: TenantId, ctx: &Ctx) -> Addr<TenantRouter> {
+        if let Some(addr) = self.map.get(&tenant) {
+            if addr.connected() {
+                return addr.clone();
+            }
+        }
+        self.map
+            .entry(tenant)
+            .and_modify(|addr| {
+                if !addr.connected() {
+                    let ctx = ctx.clone();
+                    *addr = TenantRouter::start_in_arbiter(&self.arbiter, move |_| TenantRouter::restore(tenant, ctx));
+                }
+            })
+            .or_insert_with(|| {
+                let ctx = ctx.clone();
+                TenantRouter::start_in_arbiter(&self.arbiter, move |_| TenantRouter::restore(tenant, ctx))
+            })
+            .clone()
+    }
+}

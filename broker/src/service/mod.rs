@@ -1,0 +1,4 @@
+//! Customer-service rules as plain synchronous code: no actors, no I/O, no clocks.
+//! Actors in `routing/` and `session/` carry messages to these functions.
+
+pub mod assignment;

@@ -1,0 +1,346 @@
+//! What `VisitorSession` and `AgentSeat` share: the outbound queue, subscriptions,
+//! live delivery, catch-up reads, acks, history and closing. Role-specific rules
+//! (who may send where) stay in the two actors.
+
+use super::subscriptions::{Live, Subscriptions, FILL_BATCH, FILL_BYTES};
+use super::{FromReader, SessionEvent};
+use crate::context::Ctx;
+use crate::metrics;
+use crate::routing::tenant_router::CloseConversation;
+use crate::routing::{ConnId, ConversationEntry, RouteError};
+use actix::prelude::*;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Instant;
+use switchboard_protocol::{
+    ClientFrame, ConversationId, ConversationUpdate, Cursor, ErrorCode, ErrorFrame, Participant, SendMessage, ServerFrame, TenantId,
+};
+use switchboard_raft_store::{AppendOutcome, AppendRequest};
+
+/// Most messages one `Fetch` returns.
+pub const MAX_FETCH: u32 = 500;
+
+/// State every session actor has.
+pub struct SessionCore {
+    /// The node.
+    pub ctx: Ctx,
+    /// This connection.
+    pub conn: ConnId,
+    /// The identity's tenant.
+    pub tenant: TenantId,
+    /// The identity.
+    pub me: Participant,
+    /// Frames to the client.
+    pub out: Arc<super::outbound::Outbound>,
+    /// What this connection has been given.
+    pub subs: Subscriptions,
+    /// Cursors the client stated in its `Hello`.
+    pub resume: Vec<Cursor>,
+    /// Set once the connection is being closed; the actor stops.
+    pub closing: bool,
+}
+
+/// Implemented by the two session actors.
+pub trait SessionActor: Actor<Context = Context<Self>> {
+    /// The shared state.
+    fn core(&mut self) -> &mut SessionCore;
+    /// A `Send` frame (rules differ for visitors and agents).
+    fn on_send(&mut self, msg: SendMessage, ctx: &mut Context<Self>);
+}
+
+impl SessionCore {
+    /// Encodes and queues a frame; on overflow closes the connection as a slow consumer.
+    pub fn push(&mut self, frame: &ServerFrame) {
+        match self.ctx.codec.encode_to_vec(frame) {
+            Ok(bytes) => self.push_bytes(Bytes::from(bytes)),
+            Err(e) => tracing::error!(error = %e, "cannot encode server frame"),
+        }
+    }
+
+    /// Queues an encoded frame.
+    pub fn push_bytes(&mut self, bytes: Bytes) {
+        if self.closing {
+            return;
+        }
+        if let Err(super::outbound::PushError::Overflow) = self.out.push(bytes) {
+            ::metrics::counter!(metrics::SLOW_CONSUMERS).increment(1);
+            tracing::info!(queued = self.out.queued_bytes(), "slow consumer: closing connection");
+            let frame = ServerFrame::error(
+                ErrorCode::SLOW_CONSUMER,
+                "outbound queue full: the client is not reading; reconnect and resume from your cursors",
+                true,
+            );
+            self.out.abort(self.ctx.codec.encode_to_vec(&frame).ok().map(Bytes::from));
+            self.closing = true;
+        }
+    }
+
+    /// Sends a non-fatal error.
+    pub fn reject(&mut self, code: ErrorCode, message: impl Into<String>, client_msg_id: Option<u64>) {
+        ::metrics::counter!(metrics::FRAMES_REJECTED, "code" => code.name()).increment(1);
+        self.push(&ServerFrame::Error(ErrorFrame { code, message: message.into(), client_msg_id, fatal: false }));
+    }
+
+    /// Sends a fatal error after what is queued and closes.
+    pub fn fatal(&mut self, code: ErrorCode, message: impl Into<String>) {
+        ::metrics::counter!(metrics::FRAMES_REJECTED, "code" => code.name()).increment(1);
+        let frame = ServerFrame::error(code, message, true);
+        self.out.finish(self.ctx.codec.encode_to_vec(&frame).ok().map(Bytes::from));
+        self.closing = true;
+    }
+
+    /// The open conversation if this identity takes part in it.
+    pub fn entry(&self, conversation: ConversationId) -> Result<ConversationEntry, (ErrorCode, String)> {
+        match self.ctx.directory.conversation(conversation) {
+            Some(e) if e.has_participant(self.tenant, self.me) => Ok(e),
+            Some(e) if e.record.tenant == self.tenant => {
+                Err((ErrorCode::FORBIDDEN, format!("{} does not take part in conversation {conversation}", self.me)))
+            }
+            _ => Err((ErrorCode::CONVERSATION_NOT_FOUND, format!("conversation {conversation} is not open for you"))),
+        }
+    }
+
+    /// Registers the session so deliveries and notifications reach it.
+    pub fn register(&self, addr: Recipient<SessionEvent>) -> usize {
+        self.ctx.registry.register(self.tenant, self.me, self.conn, addr)
+    }
+
+    /// Removes the session from the registry and closes the queue (after what is pending).
+    pub fn unregister(&mut self) -> usize {
+        self.out.finish(None);
+        self.ctx.registry.unregister(self.tenant, self.me, self.conn)
+    }
+}
+
+/// Handles a frame (or the end of the stream) from the reader task.
+pub fn on_reader<A: SessionActor>(act: &mut A, msg: FromReader, ctx: &mut Context<A>) {
+    match msg {
+        FromReader::Frame(frame) => on_frame(act, frame, ctx),
+        FromReader::Rejected { code, message } => act.core().reject(code, message, None),
+        FromReader::Closed { error } => {
+            let core = act.core();
+            match error {
+                Some((code, message)) => core.fatal(code, message),
+                None => core.closing = true,
+            }
+        }
+    }
+    stop_if_closing(act, ctx);
+}
+
+fn stop_if_closing<A: SessionActor>(act: &mut A, ctx: &mut Context<A>) {
+    if act.core().closing {
+        ctx.stop();
+    }
+}
+
+fn on_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ctx: &mut Context<A>) {
+    let core = act.core();
+    match frame {
+        ClientFrame::Ping => core.push(&ServerFrame::Pong),
+        ClientFrame::Hello(_) => core.reject(ErrorCode::ALREADY_LOGGED_IN, "this connection is already logged in", None),
+        ClientFrame::Send(m) => {
+            let max = core.ctx.config.max_message_len as usize;
+            if m.body.len() > max {
+                let len = m.body.len();
+                core.reject(ErrorCode::MESSAGE_TOO_LARGE, format!("message body of {len} bytes exceeds the maximum of {max}"), Some(m.client_msg_id));
+                return;
+            }
+            act.on_send(m, ctx)
+        }
+        ClientFrame::Ack { conversation, seq } => match core.entry(conversation) {
+            Ok(e) => core.ctx.log.ack(conversation, core.me, seq.min(e.last_seq)),
+            Err((code, message)) => core.reject(code, message, None),
+        },
+        ClientFrame::Fetch { conversation, after_seq, limit } => {
+            if let Err((code, message)) = core.entry(conversation) {
+                return core.reject(code, message, None);
+            }
+            let log = core.ctx.log.clone();
+            let limit = limit.clamp(1, MAX_FETCH) as usize;
+            // Leave room for the frame around the bodies.
+            let budget = (core.ctx.config.max_frame_len as usize).saturating_sub(1024) / 2;
+            let read = tokio::task::spawn_blocking(move || log.read(conversation, after_seq, limit, budget));
+            ctx.spawn(read.into_actor(act).map(move |res, act, ctx| {
+                let core = act.core();
+                match res {
+                    Ok(Ok(messages)) => core.push(&ServerFrame::History { conversation, messages }),
+                    Ok(Err(e)) => core.reject(ErrorCode::STORAGE_UNAVAILABLE, format!("cannot read history: {e}"), None),
+                    Err(e) => core.reject(ErrorCode::INTERNAL, format!("history read failed: {e}"), None),
+                }
+                stop_if_closing(act, ctx);
+            }));
+        }
+        ClientFrame::Close { conversation } => {
+            let router = core.ctx.routers.get(core.tenant, &core.ctx);
+            let req = router.send(CloseConversation { conversation, by: Some(core.me) });
+            ctx.spawn(req.into_actor(act).map(move |res, act, ctx| {
+                let res = res.unwrap_or(Err(RouteError::Unavailable));
+                if let Err(e) = res {
+                    let code = match e {
+                        RouteError::ConversationNotFound { .. } => ErrorCode::CONVERSATION_NOT_FOUND,
+                        RouteError::Forbidden { .. } => ErrorCode::FORBIDDEN,
+                        RouteError::Storage { .. } => ErrorCode::STORAGE_UNAVAILABLE,
+                        RouteError::Unavailable => ErrorCode::SHUTTING_DOWN,
+                    };
+                    act.core().reject(code, e.to_string(), None);
+                }
+                stop_if_closing(act, ctx);
+            }));
+        }
+    }
+}
+
+/// Appends a message; the `Accepted` reaches this connection through the dispatcher
+/// in seq order (or here, for a duplicate).
+pub fn append<A: SessionActor>(act: &mut A, conversation: ConversationId, msg: SendMessage, ctx: &mut Context<A>) {
+    let core = act.core();
+    core.subs.subscribe(conversation, core.subs.delivered(conversation).unwrap_or(0), 0);
+    let client_msg_id = msg.client_msg_id;
+    let request = AppendRequest {
+        conversation,
+        sender: core.me,
+        client_msg_id,
+        body: msg.body,
+        sent_at_ms: crate::context::now_ms(),
+        origin: core.conn,
+        received_at: Instant::now(),
+    };
+    let fut = core.ctx.log.append(request);
+    ctx.spawn(fut.into_actor(act).map(move |res, act, ctx| {
+        let core = act.core();
+        match res {
+            Ok(AppendOutcome::Committed { .. }) => {}
+            Ok(AppendOutcome::Duplicate { seq }) => {
+                ::metrics::counter!(metrics::MESSAGES_DUPLICATE).increment(1);
+                core.push(&ServerFrame::Accepted { client_msg_id, conversation, seq });
+            }
+            Err(e) => core.reject(
+                ErrorCode::STORAGE_UNAVAILABLE,
+                format!("message not accepted ({e}); retry with the same client_msg_id"),
+                Some(client_msg_id),
+            ),
+        }
+        stop_if_closing(act, ctx);
+    }));
+}
+
+/// Handles an event from the dispatcher, a router or the node.
+pub fn on_event<A: SessionActor>(act: &mut A, event: SessionEvent, ctx: &mut Context<A>) {
+    let core = act.core();
+    match event {
+        SessionEvent::Deliver { message, origin, frame, received_at } => {
+            match core.subs.on_live(message.conversation, message.seq) {
+                Live::Send if origin == core.conn => {
+                    let accepted = ServerFrame::Accepted {
+                        client_msg_id: message.client_msg_id,
+                        conversation: message.conversation,
+                        seq: message.seq,
+                    };
+                    core.push(&accepted);
+                    ::metrics::histogram!(metrics::ACCEPT_SECONDS).record(received_at.elapsed().as_secs_f64());
+                }
+                Live::Send => {
+                    core.push_bytes(frame);
+                    ::metrics::counter!(metrics::MESSAGES_DELIVERED).increment(1);
+                }
+                Live::Skip => {}
+                Live::Fill { after } => fill(act, message.conversation, after, ctx),
+            }
+        }
+        SessionEvent::Conversation(update) => {
+            core.push(&ServerFrame::Conversation(update.clone()));
+            if update.state == switchboard_protocol::ConversationState::Closed {
+                core.subs.unsubscribe(update.conversation);
+            } else if !core.subs.contains(update.conversation) {
+                follow(act, vec![update], ctx);
+            }
+        }
+        SessionEvent::GoAway { reason } => {
+            core.push(&ServerFrame::GoAway { reason });
+            core.out.finish(None);
+            core.closing = true;
+        }
+    }
+    stop_if_closing(act, ctx);
+}
+
+/// Starts following conversations: tells the client about each, then delivers what it
+/// is missing (after its stated cursor, else after the identity's acknowledged one).
+/// Runs with the mailbox paused so no live delivery races the set-up.
+pub fn follow<A: SessionActor>(act: &mut A, updates: Vec<ConversationUpdate>, ctx: &mut Context<A>) {
+    let core = act.core();
+    for u in &updates {
+        core.push(&ServerFrame::Conversation(u.clone()));
+    }
+    let resume = core.resume.clone();
+    let log = core.ctx.log.clone();
+    let me = core.me;
+    let read_cursors = tokio::task::spawn_blocking(move || {
+        updates
+            .into_iter()
+            .map(|u| {
+                let from = match resume.iter().find(|c| c.conversation == u.conversation) {
+                    Some(c) => Ok(c.seq),
+                    None => log.cursor(u.conversation, me),
+                };
+                (u, from)
+            })
+            .collect::<Vec<_>>()
+    });
+    ctx.wait(read_cursors.into_actor(act).map(|res, act, ctx| {
+        let Ok(list) = res else {
+            act.core().fatal(ErrorCode::INTERNAL, "cannot read cursors");
+            return stop_if_closing(act, ctx);
+        };
+        for (update, from) in list {
+            let from = match from {
+                Ok(seq) => seq,
+                Err(e) => {
+                    act.core().fatal(ErrorCode::STORAGE_UNAVAILABLE, format!("cannot read cursor: {e}"));
+                    break;
+                }
+            };
+            if let Some(after) = act.core().subs.subscribe(update.conversation, from, update.last_seq) {
+                fill(act, update.conversation, after, ctx);
+            }
+        }
+        stop_if_closing(act, ctx);
+    }));
+}
+
+/// Reads messages after `after` from the durable log and delivers them, in chunks,
+/// pacing itself by the outbound queue so catch-up never overflows it.
+pub fn fill<A: SessionActor>(act: &mut A, conversation: ConversationId, after: u64, ctx: &mut Context<A>) {
+    let core = act.core();
+    let log = core.ctx.log.clone();
+    let out = core.out.clone();
+    let read = async move {
+        out.wait_uncongested().await;
+        tokio::task::spawn_blocking(move || log.read(conversation, after, FILL_BATCH, FILL_BYTES)).await
+    };
+    ctx.spawn(read.into_actor(act).map(move |res, act, ctx| {
+        let core = act.core();
+        match res {
+            Ok(Ok(messages)) => {
+                let (send, more) = core.subs.on_filled(conversation, messages);
+                for m in send {
+                    core.push(&ServerFrame::Message(m));
+                    ::metrics::counter!(metrics::MESSAGES_DELIVERED).increment(1);
+                }
+                if let (Some(after), false) = (more, core.closing) {
+                    fill(act, conversation, after, ctx);
+                }
+            }
+            Ok(Err(e)) => {
+                core.subs.fill_failed(conversation);
+                core.fatal(ErrorCode::STORAGE_UNAVAILABLE, format!("cannot read conversation {conversation}: {e}; reconnect and resume"));
+            }
+            Err(e) => {
+                core.subs.fill_failed(conversation);
+                core.fatal(ErrorCode::INTERNAL, format!("catch-up read failed: {e}"));
+            }
+        }
+        stop_if_closing(act, ctx);
+    }));
+}

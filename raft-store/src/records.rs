@@ -1,0 +1,89 @@
+//! Records kept in the `conversations` and `directory` column families.
+
+use crate::error::StoreError;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use switchboard_protocol::{AgentId, ConversationId, ConversationState, TenantId, VisitorId};
+
+/// A tenant (a business).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// Its id.
+    pub id: TenantId,
+    /// Display name.
+    pub name: String,
+    /// SHA-256 of its API key (the key itself is shown once, at creation).
+    pub api_key_digest: [u8; 32],
+    /// Secret for verifying visitor identities and signing resume tokens and webhooks.
+    pub signing_secret: Vec<u8>,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: u64,
+}
+
+/// An agent of a tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Its id.
+    pub id: AgentId,
+    /// Display name.
+    pub name: String,
+    /// How many chats it may hold at once.
+    pub capacity: u32,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: u64,
+}
+
+/// What an agent token (stored by digest) stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentTokenRecord {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The agent.
+    pub agent: AgentId,
+    /// Issue time, ms since the epoch.
+    pub created_at_ms: u64,
+}
+
+/// A conversation's routing state and the timestamps reports need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationRecord {
+    /// Its id.
+    pub id: ConversationId,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The visitor.
+    pub visitor: VisitorId,
+    /// The assigned agent, if any.
+    pub agent: Option<AgentId>,
+    /// Queued, assigned or closed.
+    pub state: ConversationState,
+    /// Position in the tenant's queue (a tenant-wide increasing number) while queued.
+    pub queue_ticket: u64,
+    /// Created, ms since the epoch.
+    pub created_at_ms: u64,
+    /// Last assigned, ms since the epoch.
+    pub assigned_at_ms: Option<u64>,
+    /// Closed, ms since the epoch.
+    pub closed_at_ms: Option<u64>,
+}
+
+pub(crate) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Encoding plain records into a Vec cannot fail.
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).expect("records encode")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    match bincode::serde::decode_from_slice(bytes, bincode::config::standard()) {
+        Ok((value, used)) if used == bytes.len() => Ok(value),
+        Ok((_, used)) => Err(StoreError::Corrupt { what, reason: format!("{} trailing bytes", bytes.len() - used) }),
+        Err(e) => Err(StoreError::Corrupt { what, reason: e.to_string() }),
+    }
+}
+
+pub(crate) fn decode_u64(what: &'static str, bytes: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt { what, reason: format!("{} bytes, expected 8", bytes.len()) })?;
+    Ok(u64::from_be_bytes(arr))
+}

@@ -1,0 +1,289 @@
+//! The single-node store: RocksDB plus the group-commit writer.
+
+use crate::error::StoreError;
+use crate::keys::*;
+use crate::log::{AppendFuture, AppendRequest, CommitListener, ConversationLog};
+use crate::records::{self, AgentRecord, AgentTokenRecord, ConversationRecord, TenantRecord};
+use crate::writer::{Put, WriteOp, Writer};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, DB};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use switchboard_protocol::{ChatMessage, ConversationId, Participant, TenantId, VisitorId};
+use tokio::sync::oneshot;
+
+/// Tuning of the store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Most operations folded into one write batch.
+    pub max_batch_ops: usize,
+    /// fsync each batch before acknowledging (turn off only in throwaway tests).
+    pub sync: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { max_batch_ops: 4096, sync: true }
+    }
+}
+
+/// Counter names in the directory.
+pub(crate) mod counters {
+    pub const CONVERSATION: &str = "conversation";
+    pub const VISITOR: &str = "visitor";
+    pub const TENANT: &str = "tenant";
+    pub const AGENT: &str = "agent";
+}
+
+/// Kinds of id the store hands out durably.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdKind {
+    /// Tenants.
+    Tenant,
+    /// Agents (unique across tenants).
+    Agent,
+    /// Anonymous and verified visitors (unique across tenants).
+    Visitor,
+}
+
+impl IdKind {
+    fn counter(self) -> &'static str {
+        match self {
+            IdKind::Tenant => counters::TENANT,
+            IdKind::Agent => counters::AGENT,
+            IdKind::Visitor => counters::VISITOR,
+        }
+    }
+}
+
+/// Resolves when a write is durable.
+pub type Durable<T> = oneshot::Receiver<Result<T, StoreError>>;
+
+/// Awaits a [`Durable`], mapping a dead writer to [`StoreError::Closed`].
+pub async fn durable<T>(rx: Durable<T>) -> Result<T, StoreError> {
+    rx.await.unwrap_or(Err(StoreError::Closed))
+}
+
+/// RocksDB with a group-commit writer thread.
+pub struct Store {
+    db: Arc<DB>,
+    tx: mpsc::Sender<WriteOp>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    next_conversation: AtomicU64,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `path` and starts its writer thread.
+    pub fn open(path: &Path, options: StoreOptions, listener: Arc<dyn CommitListener>) -> Result<Store, StoreError> {
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_keep_log_file_num(4);
+        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs)
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+        let db = Arc::new(db);
+        let max_conv = read_counter(&db, counters::CONVERSATION)?;
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer::new(db.clone(), rx, listener, options);
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+        Ok(Store {
+            db,
+            tx,
+            writer: Mutex::new(Some(handle)),
+            next_conversation: AtomicU64::new(max_conv + 1),
+        })
+    }
+
+    fn send(&self, op: WriteOp) {
+        // If the writer is gone the op (and its reply sender) is dropped, and the
+        // caller's future resolves to `StoreError::Closed`.
+        let _ = self.tx.send(op);
+    }
+
+    /// Waits until every write submitted before it is durable.
+    pub fn flush(&self) -> Durable<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteOp::Barrier { reply });
+        rx
+    }
+
+    /// Commits what is pending, stops the writer thread and waits for it.
+    pub fn shutdown(&self) {
+        self.send(WriteOp::Shutdown);
+        let handle = self.writer.lock().map(|mut h| h.take()).unwrap_or(None);
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+
+    /// A new id of `kind`, durable before it is returned (never handed out twice).
+    pub fn allocate_id(&self, kind: IdKind) -> Durable<u64> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteOp::AllocateId { counter: kind.counter(), reply });
+        rx
+    }
+
+    /// The visitor id of a tenant's verified user, created on first use.
+    pub fn resolve_verified_visitor(&self, tenant: TenantId, user_id: &str) -> Durable<VisitorId> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteOp::ResolveVisitor { key: verified_visitor_key(tenant, user_id), reply });
+        rx
+    }
+
+    /// A fresh conversation id. Ids are only reused if nothing durable ever named them.
+    pub fn next_conversation_id(&self) -> ConversationId {
+        ConversationId(self.next_conversation.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn put(&self, puts: Vec<Put>, bump: Option<(&'static str, u64)>) -> Durable<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteOp::Put { puts, bump, reply });
+        rx
+    }
+
+    /// Writes a conversation record durably.
+    pub fn put_conversation(&self, record: &ConversationRecord) -> Durable<()> {
+        let put = Put { cf: CF_CONVERSATIONS, key: conversation_key(record.id).to_vec(), value: records::encode(record) };
+        self.put(vec![put], Some((counters::CONVERSATION, record.id.0)))
+    }
+
+    /// Writes a tenant and its API key digest durably.
+    pub fn put_tenant(&self, record: &TenantRecord) -> Durable<()> {
+        self.put(
+            vec![
+                Put { cf: CF_DIRECTORY, key: tenant_key(record.id), value: records::encode(record) },
+                Put { cf: CF_DIRECTORY, key: api_key_key(&record.api_key_digest), value: record.id.0.to_be_bytes().to_vec() },
+            ],
+            None,
+        )
+    }
+
+    /// Writes an agent durably.
+    pub fn put_agent(&self, record: &AgentRecord) -> Durable<()> {
+        self.put(vec![Put { cf: CF_DIRECTORY, key: agent_key(record.tenant, record.id), value: records::encode(record) }], None)
+    }
+
+    /// Writes an agent token (by digest) durably.
+    pub fn put_agent_token(&self, digest: &[u8; 32], record: &AgentTokenRecord) -> Durable<()> {
+        self.put(vec![Put { cf: CF_DIRECTORY, key: agent_token_key(digest), value: records::encode(record) }], None)
+    }
+
+    fn scan_prefix<T>(&self, cf: &'static str, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
+        let handle = self.cf(cf)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(handle, IteratorMode::From(prefix, Direction::Forward)) {
+            let (k, v) = item.map_err(StoreError::rocks("scan"))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push(f(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Every tenant.
+    pub fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        self.scan_prefix(CF_DIRECTORY, &[tag::TENANT], |_, v| records::decode("tenant", v))
+    }
+
+    /// Every agent of every tenant.
+    pub fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        self.scan_prefix(CF_DIRECTORY, &[tag::AGENT], |_, v| records::decode("agent", v))
+    }
+
+    /// Every agent token digest with what it stands for.
+    pub fn agent_tokens(&self) -> Result<Vec<([u8; 32], AgentTokenRecord)>, StoreError> {
+        self.scan_prefix(CF_DIRECTORY, &[tag::AGENT_TOKEN], |k, v| {
+            let digest: [u8; 32] = k[1..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt { what: "agent token key", reason: format!("{} bytes", k.len()) })?;
+            Ok((digest, records::decode("agent token", v)?))
+        })
+    }
+
+    /// One conversation record.
+    pub fn conversation(&self, id: ConversationId) -> Result<Option<ConversationRecord>, StoreError> {
+        match self.db.get_cf(self.cf(CF_CONVERSATIONS)?, conversation_key(id)).map_err(StoreError::rocks("read conversation"))? {
+            Some(v) => Ok(Some(records::decode("conversation", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every conversation record (open and closed), in id order.
+    pub fn conversations(&self) -> Result<Vec<ConversationRecord>, StoreError> {
+        self.scan_prefix(CF_CONVERSATIONS, &[], |_, v| records::decode("conversation", v))
+    }
+
+    fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(name)
+            .ok_or(StoreError::Corrupt { what: "column family", reason: format!("{name} missing") })
+    }
+}
+
+fn read_counter(db: &DB, name: &str) -> Result<u64, StoreError> {
+    let cf = db
+        .cf_handle(CF_DIRECTORY)
+        .ok_or(StoreError::Corrupt { what: "column family", reason: "directory missing".into() })?;
+    match db.get_cf(cf, counter_key(name)).map_err(StoreError::rocks("read counter"))? {
+        Some(v) => records::decode_u64("counter", &v),
+        None => Ok(0),
+    }
+}
+
+impl ConversationLog for Store {
+    fn append(&self, request: AppendRequest) -> AppendFuture {
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteOp::Append { request, reply });
+        AppendFuture::new(rx)
+    }
+
+    fn read(&self, conversation: ConversationId, after_seq: u64, limit: usize, max_bytes: usize) -> Result<Vec<ChatMessage>, StoreError> {
+        let Some(first) = after_seq.checked_add(1) else { return Ok(Vec::new()) };
+        let cf = self.cf(CF_MESSAGES)?;
+        let start = message_key(conversation, first);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for item in self.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
+            let (k, v) = item.map_err(StoreError::rocks("read messages"))?;
+            match parse_message_key(&k) {
+                Some((c, _)) if c == conversation => {}
+                _ => break,
+            }
+            if out.len() >= limit || (!out.is_empty() && bytes + v.len() > max_bytes) {
+                break;
+            }
+            bytes += v.len();
+            out.push(records::decode::<ChatMessage>("message", &v)?);
+        }
+        Ok(out)
+    }
+
+    fn last_seq(&self, conversation: ConversationId) -> Result<u64, StoreError> {
+        crate::writer::last_seq_on_disk(&self.db, conversation)
+    }
+
+    fn ack(&self, conversation: ConversationId, reader: Participant, seq: u64) {
+        self.send(WriteOp::Ack { conversation, reader, seq });
+    }
+
+    fn cursor(&self, conversation: ConversationId, reader: Participant) -> Result<u64, StoreError> {
+        match self.db.get_cf(self.cf(CF_CURSORS)?, cursor_key(conversation, reader)).map_err(StoreError::rocks("read cursor"))? {
+            Some(v) => records::decode_u64("cursor", &v),
+            None => Ok(0),
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

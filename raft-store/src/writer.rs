@@ -1,0 +1,332 @@
+//! The group-commit writer: one thread that owns every write. It takes all pending
+//! requests (up to `max_batch_ops`), decides sequence numbers and idempotency,
+//! writes one `WriteBatch` with one fsync, tells the [`CommitListener`] in order, and
+//! only then completes the callers' futures.
+
+use crate::error::StoreError;
+use crate::keys::*;
+use crate::log::{AppendOutcome, AppendRequest, CommitListener, Committed};
+use crate::metric_names;
+use crate::records;
+use crate::store::{counters, StoreOptions};
+use rocksdb::{WriteBatch, WriteOptions, DB};
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::Instant;
+use switchboard_protocol::{ChatMessage, ConversationId, Participant, VisitorId};
+use tokio::sync::oneshot;
+
+/// Above this many cached conversations the seq cache is dropped and rebuilt lazily.
+const SEQ_CACHE_LIMIT: usize = 1 << 20;
+
+/// One key/value to write.
+pub(crate) struct Put {
+    pub cf: &'static str,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+pub(crate) enum WriteOp {
+    Append { request: AppendRequest, reply: oneshot::Sender<Result<AppendOutcome, StoreError>> },
+    Ack { conversation: ConversationId, reader: Participant, seq: u64 },
+    Put { puts: Vec<Put>, bump: Option<(&'static str, u64)>, reply: oneshot::Sender<Result<(), StoreError>> },
+    AllocateId { counter: &'static str, reply: oneshot::Sender<Result<u64, StoreError>> },
+    ResolveVisitor { key: Vec<u8>, reply: oneshot::Sender<Result<VisitorId, StoreError>> },
+    Barrier { reply: oneshot::Sender<Result<(), StoreError>> },
+    Shutdown,
+}
+
+/// A reply to send once the batch is durable.
+enum Reply {
+    Append(oneshot::Sender<Result<AppendOutcome, StoreError>>, AppendOutcome),
+    Unit(oneshot::Sender<Result<(), StoreError>>),
+    Id(oneshot::Sender<Result<u64, StoreError>>, u64),
+    Visitor(oneshot::Sender<Result<VisitorId, StoreError>>, VisitorId),
+}
+
+impl Reply {
+    fn complete(self, result: Result<(), &StoreError>) {
+        let fail = |e: &StoreError| StoreError::WriteFailed { reason: e.to_string() };
+        match self {
+            Reply::Append(tx, outcome) => drop(tx.send(result.map(|_| outcome).map_err(fail))),
+            Reply::Unit(tx) => drop(tx.send(result.map_err(fail))),
+            Reply::Id(tx, id) => drop(tx.send(result.map(|_| id).map_err(fail))),
+            Reply::Visitor(tx, v) => drop(tx.send(result.map(|_| v).map_err(fail))),
+        }
+    }
+}
+
+pub(crate) fn last_seq_on_disk(db: &DB, conversation: ConversationId) -> Result<u64, StoreError> {
+    let cf = cf(db, CF_MESSAGES)?;
+    let mut it = db.raw_iterator_cf(cf);
+    it.seek_for_prev(message_key(conversation, u64::MAX));
+    let found = match it.key().and_then(parse_message_key) {
+        Some((c, seq)) if c == conversation => seq,
+        _ => 0,
+    };
+    it.status().map_err(StoreError::rocks("seek last seq"))?;
+    Ok(found)
+}
+
+fn cf<'a>(db: &'a DB, name: &'static str) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
+    db.cf_handle(name).ok_or(StoreError::Corrupt { what: "column family", reason: format!("{name} missing") })
+}
+
+pub(crate) struct Writer {
+    db: Arc<DB>,
+    rx: Receiver<WriteOp>,
+    listener: Arc<dyn CommitListener>,
+    options: StoreOptions,
+    /// Last durable seq per conversation.
+    last_seq: HashMap<ConversationId, u64>,
+    /// Durable value of each id counter.
+    counters: HashMap<&'static str, u64>,
+}
+
+/// What one batch changes before it is known to be durable.
+#[derive(Default)]
+struct Overlay {
+    seq: HashMap<ConversationId, u64>,
+    idempotency: HashMap<[u8; 25], u64>,
+    cursors: HashMap<[u8; 17], u64>,
+    counters: HashMap<&'static str, u64>,
+    visitors: HashMap<Vec<u8>, VisitorId>,
+}
+
+impl Writer {
+    pub(crate) fn new(db: Arc<DB>, rx: Receiver<WriteOp>, listener: Arc<dyn CommitListener>, options: StoreOptions) -> Self {
+        Writer { db, rx, listener, options, last_seq: HashMap::new(), counters: HashMap::new() }
+    }
+
+    pub(crate) fn run(mut self) {
+        let max = self.options.max_batch_ops.max(1);
+        loop {
+            let Ok(first) = self.rx.recv() else { return };
+            let mut ops = vec![first];
+            while ops.len() < max {
+                match self.rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            if self.commit(ops) {
+                tracing::debug!("store writer stopped");
+                return;
+            }
+        }
+    }
+
+    fn counter(&mut self, overlay: &Overlay, name: &'static str) -> Result<u64, StoreError> {
+        if let Some(v) = overlay.counters.get(name) {
+            return Ok(*v);
+        }
+        if let Some(v) = self.counters.get(name) {
+            return Ok(*v);
+        }
+        let v = match self.db.get_cf(cf(&self.db, CF_DIRECTORY)?, counter_key(name)).map_err(StoreError::rocks("read counter"))? {
+            Some(b) => records::decode_u64("counter", &b)?,
+            None => 0,
+        };
+        self.counters.insert(name, v);
+        Ok(v)
+    }
+
+    fn next_seq(&mut self, overlay: &Overlay, conversation: ConversationId) -> Result<u64, StoreError> {
+        if let Some(s) = overlay.seq.get(&conversation) {
+            return Ok(s + 1);
+        }
+        if let Some(s) = self.last_seq.get(&conversation) {
+            return Ok(s + 1);
+        }
+        let s = last_seq_on_disk(&self.db, conversation)?;
+        Ok(s + 1)
+    }
+
+    /// Prepares, writes and acknowledges one batch. Returns true on shutdown.
+    fn commit(&mut self, ops: Vec<WriteOp>) -> bool {
+        let mut batch = WriteBatch::default();
+        let mut overlay = Overlay::default();
+        let mut replies = Vec::with_capacity(ops.len());
+        let mut committed = Vec::new();
+        let mut shutdown = false;
+        let n_ops = ops.len();
+        for op in ops {
+            if let Err((op, e)) = self.prepare(op, &mut batch, &mut overlay, &mut replies, &mut committed, &mut shutdown) {
+                tracing::warn!(error = %e, "store operation failed before commit");
+                fail_op(op, e);
+            }
+        }
+        if batch.is_empty() {
+            replies.into_iter().for_each(|r| r.complete(Ok(())));
+            return shutdown;
+        }
+        let started = Instant::now();
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.options.sync);
+        match self.db.write_opt(batch, &wo) {
+            Ok(()) => {
+                metrics::histogram!(metric_names::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+                metrics::histogram!(metric_names::COMMIT_BATCH_OPS).record(n_ops as f64);
+                if self.last_seq.len() > SEQ_CACHE_LIMIT {
+                    self.last_seq.clear();
+                }
+                self.last_seq.extend(overlay.seq);
+                self.counters.extend(overlay.counters);
+                if !committed.is_empty() {
+                    self.listener.committed(&committed);
+                }
+                replies.into_iter().for_each(|r| r.complete(Ok(())));
+            }
+            Err(e) => {
+                metrics::counter!(metric_names::COMMIT_ERRORS).increment(1);
+                tracing::error!(error = %e, ops = n_ops, "group commit failed; nothing of the batch is acknowledged");
+                let err = StoreError::Rocks { op: "write batch", source: e };
+                replies.into_iter().for_each(|r| r.complete(Err(&err)));
+            }
+        }
+        shutdown
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn prepare(
+        &mut self,
+        op: WriteOp,
+        batch: &mut WriteBatch,
+        overlay: &mut Overlay,
+        replies: &mut Vec<Reply>,
+        committed: &mut Vec<Committed>,
+        shutdown: &mut bool,
+    ) -> Result<(), (WriteOp, StoreError)> {
+        match op {
+            WriteOp::Append { request, reply } => {
+                let key = idempotency_key(request.conversation, request.sender, request.client_msg_id);
+                if let Some(seq) = overlay.idempotency.get(&key) {
+                    replies.push(Reply::Append(reply, AppendOutcome::Duplicate { seq: *seq }));
+                    return Ok(());
+                }
+                let existing = match cf(&self.db, CF_IDEMPOTENCY).and_then(|c| self.db.get_cf(c, key).map_err(StoreError::rocks("read idempotency key"))) {
+                    Ok(v) => v,
+                    Err(e) => return Err((WriteOp::Append { request, reply }, e)),
+                };
+                if let Some(v) = existing {
+                    // Already durable from an earlier batch.
+                    let result = records::decode_u64("idempotency", &v).map(|seq| AppendOutcome::Duplicate { seq });
+                    let _ = reply.send(result);
+                    return Ok(());
+                }
+                let seq = match self.next_seq(overlay, request.conversation) {
+                    Ok(s) => s,
+                    Err(e) => return Err((WriteOp::Append { request, reply }, e)),
+                };
+                let message = ChatMessage {
+                    conversation: request.conversation,
+                    seq,
+                    sender: request.sender,
+                    client_msg_id: request.client_msg_id,
+                    sent_at_ms: request.sent_at_ms,
+                    body: request.body,
+                };
+                let (Ok(messages_cf), Ok(idem_cf)) = (cf(&self.db, CF_MESSAGES), cf(&self.db, CF_IDEMPOTENCY)) else {
+                    let _ = reply.send(Err(StoreError::Corrupt { what: "column family", reason: "missing".into() }));
+                    return Ok(());
+                };
+                batch.put_cf(messages_cf, message_key(request.conversation, seq), records::encode(&message));
+                batch.put_cf(idem_cf, key, seq.to_be_bytes());
+                overlay.seq.insert(request.conversation, seq);
+                overlay.idempotency.insert(key, seq);
+                replies.push(Reply::Append(reply, AppendOutcome::Committed { seq }));
+                committed.push(Committed { message, origin: request.origin, received_at: request.received_at });
+            }
+            WriteOp::Ack { conversation, reader, seq } => {
+                let key = cursor_key(conversation, reader);
+                let current = match overlay.cursors.get(&key) {
+                    Some(v) => *v,
+                    None => {
+                        let got = cf(&self.db, CF_CURSORS)
+                            .and_then(|c| self.db.get_cf(c, key).map_err(StoreError::rocks("read cursor")))
+                            .and_then(|v| v.map(|b| records::decode_u64("cursor", &b)).transpose());
+                        match got {
+                            Ok(v) => v.unwrap_or(0),
+                            Err(e) => return Err((WriteOp::Ack { conversation, reader, seq }, e)),
+                        }
+                    }
+                };
+                if seq > current {
+                    if let Ok(c) = cf(&self.db, CF_CURSORS) {
+                        batch.put_cf(c, key, seq.to_be_bytes());
+                        overlay.cursors.insert(key, seq);
+                    }
+                }
+            }
+            WriteOp::Put { puts, bump, reply } => {
+                for p in &puts {
+                    match cf(&self.db, p.cf) {
+                        Ok(c) => batch.put_cf(c, &p.key, &p.value),
+                        Err(e) => return Err((WriteOp::Put { puts, bump, reply }, e)),
+                    }
+                }
+                if let Some((name, value)) = bump {
+                    match self.counter(overlay, name) {
+                        Ok(current) if value > current => {
+                            if let Ok(c) = cf(&self.db, CF_DIRECTORY) {
+                                batch.put_cf(c, counter_key(name), value.to_be_bytes());
+                                overlay.counters.insert(name, value);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err((WriteOp::Put { puts, bump, reply }, e)),
+                    }
+                }
+                replies.push(Reply::Unit(reply));
+            }
+            WriteOp::AllocateId { counter, reply } => match self.allocate(overlay, batch, counter) {
+                Ok(id) => replies.push(Reply::Id(reply, id)),
+                Err(e) => return Err((WriteOp::AllocateId { counter, reply }, e)),
+            },
+            WriteOp::ResolveVisitor { key, reply } => {
+                if let Some(v) = overlay.visitors.get(&key) {
+                    replies.push(Reply::Visitor(reply, *v));
+                    return Ok(());
+                }
+                let existing = cf(&self.db, CF_DIRECTORY)
+                    .and_then(|c| self.db.get_cf(c, &key).map_err(StoreError::rocks("read visitor")))
+                    .and_then(|v| v.map(|b| records::decode_u64("visitor", &b)).transpose());
+                match existing {
+                    Ok(Some(id)) => drop(reply.send(Ok(VisitorId(id)))),
+                    Ok(None) => match self.allocate(overlay, batch, counters::VISITOR) {
+                        Ok(id) => {
+                            if let Ok(c) = cf(&self.db, CF_DIRECTORY) {
+                                batch.put_cf(c, &key, id.to_be_bytes());
+                            }
+                            overlay.visitors.insert(key, VisitorId(id));
+                            replies.push(Reply::Visitor(reply, VisitorId(id)));
+                        }
+                        Err(e) => return Err((WriteOp::ResolveVisitor { key, reply }, e)),
+                    },
+                    Err(e) => return Err((WriteOp::ResolveVisitor { key, reply }, e)),
+                }
+            }
+            WriteOp::Barrier { reply } => replies.push(Reply::Unit(reply)),
+            WriteOp::Shutdown => *shutdown = true,
+        }
+        Ok(())
+    }
+
+    fn allocate(&mut self, overlay: &mut Overlay, batch: &mut WriteBatch, name: &'static str) -> Result<u64, StoreError> {
+        let id = self.counter(overlay, name)? + 1;
+        batch.put_cf(cf(&self.db, CF_DIRECTORY)?, counter_key(name), id.to_be_bytes());
+        overlay.counters.insert(name, id);
+        Ok(id)
+    }
+}
+
+fn fail_op(op: WriteOp, e: StoreError) {
+    match op {
+        WriteOp::Append { reply, .. } => drop(reply.send(Err(e))),
+        WriteOp::Put { reply, .. } | WriteOp::Barrier { reply } => drop(reply.send(Err(e))),
+        WriteOp::AllocateId { reply, .. } => drop(reply.send(Err(e))),
+        WriteOp::ResolveVisitor { reply, .. } => drop(reply.send(Err(e))),
+        WriteOp::Ack { .. } | WriteOp::Shutdown => {}
+    }
+}
