@@ -25,6 +25,7 @@ impl Dispatcher {
 
 impl CommitListener for Dispatcher {
     fn committed(&self, batch: &[Committed]) {
+        ::metrics::counter!(crate::metrics::MESSAGES_ACCEPTED).increment(batch.len() as u64);
         for c in batch {
             let msg = &c.message;
             // Raise last_seq before looking up sessions: a session registers before it

@@ -263,7 +263,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, out: Arc<Outbound>) {
             }
             Next::Finish(last) => {
                 if let Some(frame) = last {
-                    let _ = tokio::time::timeout(Duration::from_secs(2), writer.write_all(&frame)).await;
+                    // A slow reader gets a while to drain its socket and see why.
+                    let _ = tokio::time::timeout(Duration::from_secs(10), writer.write_all(&frame)).await;
                 }
                 let _ = tokio::time::timeout(Duration::from_secs(2), writer.shutdown()).await;
                 out.close();

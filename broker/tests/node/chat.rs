@@ -1,0 +1,105 @@
+//! Visitors and agents exchange messages; resume, idempotency and multiple devices.
+
+use crate::support::*;
+use switchboard_protocol::auth::sign_user_id;
+use switchboard_protocol::*;
+
+#[tokio::test]
+async fn visitor_and_agent_chat_both_ways_over_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    let (agent_id, token) = create_agent(&node, t.id, 5);
+    let (mut agent, aw) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
+    assert_eq!(aw.identity, Participant::Agent(agent_id));
+    let (mut visitor, vw) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    assert_eq!(vw.resume_token.as_ref().map(Vec::len), Some(32));
+
+    let (conv, seq) = visitor.send_accepted(1, None, "hello, I need help").await;
+    assert_eq!(seq, 1);
+    assert_eq!(assigned(&mut agent).await, conv);
+    let got = agent.messages(conv, 1).await;
+    assert_eq!(got[0].body, "hello, I need help");
+    assert_eq!(got[0].sender, vw.identity);
+
+    let (_, seq) = agent.send_accepted(1, Some(conv), "happy to help").await;
+    assert_eq!(seq, 2);
+    let got = visitor.messages(conv, 1).await;
+    assert_eq!((got[0].seq, got[0].body.as_str(), got[0].sender), (2, "happy to help", Participant::Agent(agent_id)));
+    node.assert_no_panic();
+}
+
+#[tokio::test]
+async fn reconnect_with_a_cursor_gets_exactly_the_missed_messages_and_resends_keep_their_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    let (_, token) = create_agent(&node, t.id, 5);
+    let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token: token.clone() }, vec![]).await;
+    let (mut visitor, vw) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let Participant::Visitor(visitor_id) = vw.identity else { panic!() };
+
+    let mut conv = None;
+    for i in 1..=3 {
+        conv = Some(visitor.send_accepted(i, conv, &format!("m{i}")).await.0);
+    }
+    let conv = conv.unwrap();
+    assert_eq!(agent.messages(conv, 3).await.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    drop(agent);
+
+    for i in 4..=7 {
+        visitor.send_accepted(i, Some(conv), &format!("m{i}")).await;
+    }
+    // The agent comes back saying it has everything up to 3.
+    let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![Cursor { conversation: conv, seq: 3 }]).await;
+    let missed = agent.messages(conv, 4).await;
+    assert_eq!(missed.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5, 6, 7]);
+    assert_eq!(missed[0].body, "m4");
+
+    // A resend of client message 2 is answered with its original seq and stores nothing.
+    let (c, seq) = visitor.send_accepted(2, Some(conv), "m2").await;
+    assert_eq!((c, seq), (conv, 2));
+    // The anonymous visitor resumes as itself on a new connection, and its next
+    // message is the next seq: nothing was duplicated.
+    let token = vw.resume_token.unwrap();
+    drop(visitor);
+    let (mut visitor, w) = Raw::login(node.tcp, Auth::Resume { tenant: t.id, visitor: visitor_id, token }, vec![Cursor { conversation: conv, seq: 7 }]).await;
+    assert_eq!(w.identity, Participant::Visitor(visitor_id));
+    assert_eq!(visitor.send_accepted(8, None, "m8").await, (conv, 8));
+    let next = agent.messages(conv, 1).await;
+    assert_eq!((next[0].seq, next[0].body.as_str()), (8, "m8"), "no duplicate reached the agent first");
+
+    let history = ureq::get(&node.url(&format!("/v1/tenants/{}/conversations/{}/messages", t.id.0, conv.0)))
+        .set("authorization", &format!("Bearer {}", t.api_key))
+        .call()
+        .unwrap()
+        .into_json::<serde_json::Value>()
+        .unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 8);
+}
+
+#[tokio::test]
+async fn both_devices_of_a_visitor_receive_the_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    let (_, token) = create_agent(&node, t.id, 5);
+    let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
+    let auth = Auth::Verified { tenant: t.id, user_id: "user-42".into(), signature: sign_user_id(t.secret.as_bytes(), "user-42").to_vec() };
+    let (mut phone, pw) = Raw::login(node.tcp, auth.clone(), vec![]).await;
+    let (mut pc, cw) = Raw::login(node.tcp, auth, vec![]).await;
+    assert_eq!(pw.identity, cw.identity, "one verified user is one visitor");
+
+    let (conv, _) = phone.send_accepted(1, None, "from my phone").await;
+    assert_eq!(assigned(&mut agent).await, conv);
+    agent.messages(conv, 1).await;
+    agent.send_accepted(1, Some(conv), "reply").await;
+
+    let on_pc = pc.messages(conv, 2).await;
+    assert_eq!(on_pc.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), vec!["from my phone", "reply"]);
+    let on_phone = phone.messages(conv, 1).await;
+    assert_eq!(on_phone[0].body, "reply");
+    // The PC writes into the same conversation; the phone sees it.
+    pc.send_accepted(2, None, "from my pc").await;
+    assert_eq!(phone.messages(conv, 1).await[0].body, "from my pc");
+}

@@ -1,0 +1,11 @@
+//! Process-level tests of the `switchboard` binary: each test starts its own node on
+//! port 0 with a temp data dir and kills it by handle.
+
+mod support;
+
+mod bad_input;
+mod chat;
+mod durability;
+mod isolation;
+mod operations;
+mod slow_consumer;
