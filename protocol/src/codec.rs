@@ -253,6 +253,15 @@ mod tests {
         assert_eq!(codec.encode_to_vec(&ClientFrame::Ping).unwrap(), [0, 0, 0, 1, 1]);
         let send = ClientFrame::Send(SendMessage { client_msg_id: 300, conversation: Some(ConversationId(5)), body: "hi".into() });
         assert_eq!(codec.encode_to_vec(&send).unwrap(), [0, 0, 0, 9, 2, 251, 0x2c, 0x01, 1, 5, 2, b'h', b'i']);
+        let hello = ClientFrame::Hello(Hello { version: 1, auth: Auth::Anonymous { tenant: TenantId(1) }, resume: vec![] });
+        assert_eq!(codec.encode_to_vec(&hello).unwrap(), [0, 0, 0, 5, 0, 1, 0, 1, 0]);
+        let err = ServerFrame::Error(ErrorFrame { code: ErrorCode::SLOW_CONSUMER, message: "x".into(), client_msg_id: None, fatal: true });
+        assert_eq!(codec.encode_to_vec(&err).unwrap(), [0, 0, 0, 6, 6, 12, 1, b'x', 0, 1]);
+        let big = ClientFrame::Ack { conversation: ConversationId(70_000), seq: 5_000_000_000 };
+        assert_eq!(
+            codec.encode_to_vec(&big).unwrap(),
+            [0, 0, 0, 15, 3, 252, 0x70, 0x11, 0x01, 0x00, 253, 0x00, 0xf2, 0x05, 0x2a, 0x01, 0x00, 0x00, 0x00]
+        );
         let accepted = ServerFrame::Accepted { client_msg_id: 7, conversation: ConversationId(5), seq: 1 };
         assert_eq!(codec.encode_to_vec(&accepted).unwrap(), [0, 0, 0, 4, 2, 7, 5, 1]);
     }
