@@ -54,7 +54,7 @@ fn assignment(c: &mut Criterion) {
                 }
                 // half full, unevenly
                 for c in 0..10_000u64 {
-                    pool.place(ConversationId(c), c);
+                    pool.place(ConversationId(c), c as i64);
                 }
                 pool
             },

@@ -37,6 +37,9 @@ pub struct Config {
     pub outbound_queue_bytes: usize,
     /// Chats an agent holds at once unless set per agent.
     pub default_agent_capacity: u32,
+    /// Seconds an agent whose last connection dropped keeps its chats before they are
+    /// requeued at the head of the queue (absorbs reconnects).
+    pub agent_grace_secs: u32,
     /// PEM certificate for QUIC; when unset a self-signed one is kept in the data dir.
     pub quic_cert: Option<PathBuf>,
     /// PEM private key for `quic_cert`.
@@ -66,6 +69,7 @@ impl Default for Config {
             max_message_len: 16 * 1024,
             outbound_queue_bytes: 1024 * 1024,
             default_agent_capacity: 20,
+            agent_grace_secs: 60,
             quic_cert: None,
             quic_key: None,
             store_max_batch_ops: 4096,
@@ -112,6 +116,9 @@ pub struct ConfigArgs {
     /// Outbound queue limit per connection, bytes [default: 1048576].
     #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE_BYTES")]
     pub outbound_queue_bytes: Option<usize>,
+    /// Seconds an offline agent keeps its chats [default: 60].
+    #[arg(long, env = "SWITCHBOARD_AGENT_GRACE_SECS")]
+    pub agent_grace_secs: Option<u32>,
     /// Session worker threads, 0 = one per core [default: 0].
     #[arg(long, env = "SWITCHBOARD_WORKERS")]
     pub workers: Option<usize>,
@@ -188,7 +195,7 @@ impl Config {
             ($($field:ident),*) => { $(if let Some(v) = a.$field { cfg.$field = v; })* };
         }
         set!(data_dir, http_addr, tcp_addr, quic_addr, tcp_heartbeat_secs, quic_heartbeat_secs, max_frame_len,
-             max_message_len, outbound_queue_bytes, workers, log);
+             max_message_len, outbound_queue_bytes, agent_grace_secs, workers, log);
         if a.admin_token.is_some() {
             cfg.admin_token = a.admin_token;
         }
@@ -256,6 +263,7 @@ impl Config {
             format!("{} must be at least max_frame_len ({})", self.outbound_queue_bytes, self.max_frame_len),
         );
         check((1..=10_000).contains(&self.default_agent_capacity), "default_agent_capacity", format!("{} is not in 1..=10000", self.default_agent_capacity));
+        check(self.agent_grace_secs <= 86_400, "agent_grace_secs", format!("{} is more than a day", self.agent_grace_secs));
         check(self.store_max_batch_ops >= 1, "store_max_batch_ops", "must be at least 1".into());
         check(self.workers <= 256, "workers", format!("{} is more than 256", self.workers));
         check(self.quic_cert.is_some() == self.quic_key.is_some(), "quic_cert", "quic_cert and quic_key must be set together".into());

@@ -58,8 +58,10 @@ pub struct ConversationRecord {
     pub agent: Option<AgentId>,
     /// Queued, assigned or closed.
     pub state: ConversationState,
-    /// Position in the tenant's queue (a tenant-wide increasing number) while queued.
-    pub queue_ticket: u64,
+    /// Order in the tenant's queue while queued: lower goes first. New conversations
+    /// take increasing positive tickets; chats requeued from an agent who went away
+    /// take tickets below every waiting one, so they go first.
+    pub queue_ticket: i64,
     /// Created, ms since the epoch.
     pub created_at_ms: u64,
     /// Last assigned, ms since the epoch.

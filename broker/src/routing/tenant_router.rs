@@ -94,11 +94,19 @@ pub struct TenantRouter {
     ctx: Ctx,
     pool: Pool,
     records: HashMap<ConversationId, ConversationRecord>,
-    next_ticket: u64,
+    next_ticket: i64,
 }
 
 impl Actor for TenantRouter {
     type Context = Context<Self>;
+
+    /// After a restart every agent is offline: their chats get the same grace period
+    /// as after a disconnect, so none stays stuck on an agent who never returns.
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        for (agent, epoch) in self.pool.offline_holders() {
+            self.start_grace(agent, epoch, ctx);
+        }
+    }
 }
 
 impl TenantRouter {
@@ -109,7 +117,7 @@ impl TenantRouter {
             pool.set_capacity(agent.id, agent.capacity);
         }
         let mut records = HashMap::new();
-        let mut next_ticket = 1;
+        let mut next_ticket: i64 = 1;
         for (id, entry) in ctx.directory.conversations_of(tenant) {
             let rec = entry.record;
             match (rec.state, rec.agent) {
@@ -161,6 +169,33 @@ impl TenantRouter {
         if let Some(agent) = rec.agent {
             registry.notify(self.tenant, Participant::Agent(agent), SessionEvent::Conversation(update));
         }
+    }
+
+    fn start_grace(&mut self, agent: AgentId, epoch: u64, ctx: &mut Context<Self>) {
+        let grace = std::time::Duration::from_secs(self.ctx.config.agent_grace_secs as u64);
+        ctx.run_later(grace, move |act, ctx| act.grace_expired(agent, epoch, ctx));
+    }
+
+    /// The agent has been away for the whole grace period of this absence: its chats
+    /// go back to the head of the queue and to whoever has room.
+    fn grace_expired(&mut self, agent: AgentId, epoch: u64, ctx: &mut Context<Self>) {
+        if self.pool.offline_epoch(agent) != Some(epoch) {
+            return; // came back (and maybe left again: that absence has its own timer)
+        }
+        let requeued = self.pool.requeue_at_head(agent);
+        if !requeued.is_empty() {
+            tracing::info!(tenant = %self.tenant, %agent, chats = requeued.len(), "agent away past the grace period: chats requeued");
+        }
+        for (conversation, ticket) in requeued {
+            let Some(mut rec) = self.records.get(&conversation).copied() else { continue };
+            rec.agent = None;
+            rec.state = ConversationState::Queued;
+            rec.queue_ticket = ticket;
+            let fut = self.persist(rec, ctx);
+            ctx.spawn(fut.map(|_, _, _| ()));
+        }
+        let drained = self.pool.drain();
+        self.apply(drained, ctx);
     }
 
     fn apply(&mut self, assignments: Vec<Assignment>, ctx: &mut Context<Self>) {
@@ -248,10 +283,11 @@ impl Handler<SeatOnline> for TenantRouter {
 impl Handler<SeatOffline> for TenantRouter {
     type Result = ();
 
-    fn handle(&mut self, msg: SeatOffline, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: SeatOffline, ctx: &mut Context<Self>) {
         self.pool.disconnect(msg.agent);
-        if !self.pool.is_online(msg.agent) {
+        if let Some(epoch) = self.pool.offline_epoch(msg.agent) {
             ::metrics::gauge!(metrics::SEATS_ONLINE).decrement(1.0);
+            self.start_grace(msg.agent, epoch, ctx);
         }
     }
 }

@@ -13,6 +13,9 @@ struct Seat {
     connections: u32,
     /// Logical time of the last assignment (0 = never): ties go to the smallest.
     last_assigned: u64,
+    /// Bumped each time the seat goes offline, so a grace timer can tell whether the
+    /// absence it was started for is still the current one.
+    offline_epoch: u64,
 }
 
 impl Seat {
@@ -47,8 +50,8 @@ pub struct Assignment {
 pub struct Pool {
     seats: HashMap<AgentId, Seat>,
     owner: HashMap<ConversationId, AgentId>,
-    queue: BTreeMap<u64, ConversationId>,
-    tickets: HashMap<ConversationId, u64>,
+    queue: BTreeMap<i64, ConversationId>,
+    tickets: HashMap<ConversationId, i64>,
     clock: u64,
 }
 
@@ -71,11 +74,44 @@ impl Pool {
         self.drain()
     }
 
-    /// One connection of `agent` fewer. Its chats stay with it.
+    /// One connection of `agent` fewer. Its chats stay with it (for now: see
+    /// [`Pool::offline_epoch`] and [`Pool::requeue_at_head`]).
     pub fn disconnect(&mut self, agent: AgentId) {
         if let Some(seat) = self.seats.get_mut(&agent) {
             seat.connections = seat.connections.saturating_sub(1);
+            if seat.connections == 0 {
+                seat.offline_epoch += 1;
+            }
         }
+    }
+
+    /// For an offline agent, which absence this is (None while online).
+    pub fn offline_epoch(&self, agent: AgentId) -> Option<u64> {
+        self.seats.get(&agent).filter(|s| s.connections == 0).map(|s| s.offline_epoch)
+    }
+
+    /// Offline agents that hold chats (after a restart every agent is offline).
+    pub fn offline_holders(&self) -> Vec<(AgentId, u64)> {
+        self.seats.iter().filter(|(_, s)| s.connections == 0 && !s.active.is_empty()).map(|(a, s)| (*a, s.offline_epoch)).collect()
+    }
+
+    /// Takes every chat from `agent` and puts them at the head of the queue, in the
+    /// order they were assigned, ahead of every waiting conversation. Returns them with
+    /// their new tickets; the caller then drains.
+    pub fn requeue_at_head(&mut self, agent: AgentId) -> Vec<(ConversationId, i64)> {
+        let Some(seat) = self.seats.get_mut(&agent) else { return Vec::new() };
+        let chats = std::mem::take(&mut seat.active);
+        let first = self.queue.keys().next().copied().unwrap_or(1).min(1) - chats.len() as i64;
+        chats
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                self.owner.remove(&c);
+                let ticket = first + i as i64;
+                self.restore_queued(c, ticket);
+                (c, ticket)
+            })
+            .collect()
     }
 
     /// Whether `agent` has a connection.
@@ -96,7 +132,7 @@ impl Pool {
     }
 
     /// Rebuilds a queued conversation from the store.
-    pub fn restore_queued(&mut self, conversation: ConversationId, ticket: u64) {
+    pub fn restore_queued(&mut self, conversation: ConversationId, ticket: i64) {
         self.queue.insert(ticket, conversation);
         self.tickets.insert(conversation, ticket);
     }
@@ -121,7 +157,7 @@ impl Pool {
 
     /// Places a new conversation: to an agent with room, or at the back of the queue.
     /// Newer conversations never jump a non-empty queue.
-    pub fn place(&mut self, conversation: ConversationId, ticket: u64) -> Placement {
+    pub fn place(&mut self, conversation: ConversationId, ticket: i64) -> Placement {
         if self.queue.is_empty() {
             if let Some(agent) = self.least_busy() {
                 self.assign(conversation, agent);
@@ -214,7 +250,7 @@ mod tests {
     fn cap_holds_and_queue_drains_oldest_first() {
         let mut p = pool(&[(1, 2)]);
         for c in 1..=5 {
-            p.place(ConversationId(c), c);
+            p.place(ConversationId(c), c as i64);
         }
         assert_eq!(p.load(AgentId(1)), Some((2, 2)));
         assert_eq!(p.queue_len(), 3);
@@ -251,6 +287,30 @@ mod tests {
     }
 
     #[test]
+    fn an_absent_agents_chats_go_back_ahead_of_newer_ones() {
+        let mut p = pool(&[(1, 2), (2, 1)]);
+        p.place(ConversationId(1), 1); // agent 1
+        p.place(ConversationId(2), 2); // agent 2
+        p.place(ConversationId(3), 3); // agent 1
+        p.place(ConversationId(4), 4); // queued
+        p.disconnect(AgentId(1));
+        let epoch = p.offline_epoch(AgentId(1)).unwrap();
+        assert_eq!(p.offline_holders(), vec![(AgentId(1), epoch)]);
+        let requeued = p.requeue_at_head(AgentId(1));
+        assert_eq!(requeued.iter().map(|(c, _)| *c).collect::<Vec<_>>(), vec![ConversationId(1), ConversationId(3)]);
+        assert_eq!(p.position(ConversationId(1)), Some(1));
+        assert_eq!(p.position(ConversationId(3)), Some(2));
+        assert_eq!(p.position(ConversationId(4)), Some(3));
+        // agent 2 frees up: the oldest requeued chat goes first
+        let drained = p.release(ConversationId(2));
+        assert_eq!(drained, vec![Assignment { conversation: ConversationId(1), agent: AgentId(2) }]);
+        // a later requeue goes ahead of the earlier ones still waiting
+        p.connect(AgentId(1));
+        p.disconnect(AgentId(1));
+        assert_ne!(p.offline_epoch(AgentId(1)), Some(epoch), "a new absence");
+    }
+
+    #[test]
     fn raising_capacity_drains() {
         let mut p = pool(&[(1, 1)]);
         p.place(ConversationId(1), 1);
@@ -274,7 +334,7 @@ mod tests {
             match next() % 10 {
                 0..=4 => {
                     let c = ConversationId(step + 1);
-                    p.place(c, step + 1);
+                    p.place(c, step as i64 + 1);
                     open.push(c);
                 }
                 5..=7 if !open.is_empty() => {

@@ -249,10 +249,13 @@ pub fn on_event<A: SessionActor>(act: &mut A, event: SessionEvent, ctx: &mut Con
             }
         }
         SessionEvent::Conversation(update) => {
-            core.push(&ServerFrame::Conversation(update.clone()));
             if update.state == switchboard_protocol::ConversationState::Closed {
+                core.push(&ServerFrame::Conversation(update.clone()));
                 core.subs.unsubscribe(update.conversation);
-            } else if !core.subs.contains(update.conversation) {
+            } else if core.subs.contains(update.conversation) {
+                core.push(&ServerFrame::Conversation(update));
+            } else {
+                // follow() announces it, then catches up.
                 follow(act, vec![update], ctx);
             }
         }

@@ -103,3 +103,41 @@ async fn both_devices_of_a_visitor_receive_the_conversation() {
     pc.send_accepted(2, None, "from my pc").await;
     assert_eq!(phone.messages(conv, 1).await[0].body, "from my pc");
 }
+
+#[tokio::test]
+async fn an_agent_back_within_the_grace_period_keeps_its_chats_and_one_away_longer_loses_them_first_in_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &["--agent-grace-secs", "1"]);
+    let t = create_tenant(&node, "acme");
+    let (a1, a1_token) = create_agent(&node, t.id, 1);
+    let (mut agent1, _) = Raw::login(node.tcp, Auth::Agent { token: a1_token.clone() }, vec![]).await;
+    let (mut v1, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (c1, _) = v1.send_accepted(1, None, "first visitor").await;
+    assert_eq!(assigned(&mut agent1).await, c1);
+
+    // A quick reconnect: the chat is still agent 1's.
+    drop(agent1);
+    let (mut agent1, _) = Raw::login(node.tcp, Auth::Agent { token: a1_token }, vec![]).await;
+    let (f, _) = agent1.recv_until(|f| matches!(f, ServerFrame::Conversation(_))).await;
+    assert!(matches!(&f, ServerFrame::Conversation(u) if u.conversation == c1 && u.agent == Some(a1)), "{f:?}");
+
+    // Agent 2 is busy with a second chat; a third visitor waits in the queue.
+    let (_, a2_token) = create_agent(&node, t.id, 1);
+    let (mut agent2, _) = Raw::login(node.tcp, Auth::Agent { token: a2_token }, vec![]).await;
+    let (mut v2, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (c2, _) = v2.send_accepted(1, None, "second visitor").await;
+    assert_eq!(assigned(&mut agent2).await, c2);
+    let (mut v3, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (c3, _) = v3.send_accepted(1, None, "third visitor, newer").await;
+
+    // Agent 1 goes away for good; after the grace period its chat is requeued ahead of
+    // the newer one, so when agent 2 frees up it gets chat 1, not chat 3.
+    drop(agent1);
+    let (f, _) = v1.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.state == ConversationState::Queued)).await;
+    assert!(matches!(f, ServerFrame::Conversation(u) if u.agent.is_none()));
+    agent2.send(&ClientFrame::Close { conversation: c2 }).await;
+    let next = assigned(&mut agent2).await;
+    assert_eq!(next, c1, "the requeued chat goes before the newer one ({c3})");
+    let history = agent2.messages(c1, 1).await;
+    assert_eq!(history[0].body, "first visitor", "the new agent sees the conversation so far");
+}
