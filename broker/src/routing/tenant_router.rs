@@ -10,10 +10,11 @@ use crate::service::assignment::{Assignment, Placement, Pool};
 use crate::session::SessionEvent;
 use actix::prelude::*;
 use dashmap::DashMap;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, Participant, TenantId, VisitorId};
 use switchboard_raft_store::store::durable;
 use switchboard_raft_store::ConversationRecord;
+use tokio::sync::oneshot;
 
 /// Why a routing request failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -95,6 +96,17 @@ pub struct TenantRouter {
     pool: Pool,
     records: HashMap<ConversationId, ConversationRecord>,
     next_ticket: i64,
+    /// Record writes in submission order; `None` while not yet durable.
+    writes: BTreeMap<u64, Option<Written>>,
+    next_write: u64,
+}
+
+/// A durable (or failed) record write waiting for its turn to be announced.
+struct Written {
+    rec: ConversationRecord,
+    last_seq: u64,
+    result: Result<(), RouteError>,
+    reply: oneshot::Sender<Result<(), RouteError>>,
 }
 
 impl Actor for TenantRouter {
@@ -127,7 +139,7 @@ impl TenantRouter {
             next_ticket = next_ticket.max(rec.queue_ticket + 1);
             records.insert(id, rec);
         }
-        TenantRouter { tenant, ctx, pool, records, next_ticket }
+        TenantRouter { tenant, ctx, pool, records, next_ticket, writes: BTreeMap::new(), next_write: 0 }
     }
 
     fn update_gauges(&self) {
@@ -136,9 +148,11 @@ impl TenantRouter {
         ::metrics::gauge!(metrics::CONVERSATIONS_ACTIVE).set((queued + assigned) as f64);
     }
 
-    /// Mirrors `rec` in the directory now, writes it, and tells its participants
-    /// (and `also`, e.g. a previous agent) once durable.
-    fn persist(&mut self, rec: ConversationRecord, ctx: &mut Context<Self>) -> ResponseActFuture<Self, Result<(), RouteError>> {
+    /// Mirrors `rec` in the directory now, writes it, and tells its participants once
+    /// durable. Notifications are released strictly in the order of `persist` calls
+    /// (an agent always hears of a closed chat before the chat that replaces it), even
+    /// though the context may poll the write futures in any order.
+    fn persist(&mut self, rec: ConversationRecord, ctx: &mut Context<Self>) -> oneshot::Receiver<Result<(), RouteError>> {
         if rec.state == ConversationState::Closed {
             self.records.remove(&rec.id);
         } else {
@@ -148,17 +162,33 @@ impl TenantRouter {
         self.ctx.directory.put_conversation(&rec, last_seq);
         self.update_gauges();
         let write = self.ctx.store.put_conversation(&rec);
-        let _ = ctx;
-        Box::pin(async move { durable(write).await }.into_actor(self).map(move |res, act, _| match res {
-            Ok(()) => {
-                act.notify(&rec, last_seq);
-                Ok(())
-            }
-            Err(e) => {
+        let (tx, rx) = oneshot::channel();
+        let seq = self.next_write;
+        self.next_write += 1;
+        self.writes.insert(seq, None);
+        ctx.spawn(async move { durable(write).await }.into_actor(self).map(move |res, act, _| {
+            let result = res.map_err(|e| {
                 tracing::error!(error = %e, conversation = %rec.id, "conversation record not durable");
-                Err(RouteError::Storage { reason: e.to_string() })
+                RouteError::Storage { reason: e.to_string() }
+            });
+            act.writes.insert(seq, Some(Written { rec, last_seq, result, reply: tx }));
+            act.release_written();
+        }));
+        rx
+    }
+
+    /// Notifies and answers every completed write that has no earlier write pending.
+    fn release_written(&mut self) {
+        while let Some(entry) = self.writes.first_entry() {
+            if entry.get().is_none() {
+                break;
             }
-        }))
+            let Some(done) = entry.remove() else { break };
+            if done.result.is_ok() {
+                self.notify(&done.rec, done.last_seq);
+            }
+            let _ = done.reply.send(done.result);
+        }
     }
 
     fn notify(&self, rec: &ConversationRecord, last_seq: u64) {
@@ -191,8 +221,7 @@ impl TenantRouter {
             rec.agent = None;
             rec.state = ConversationState::Queued;
             rec.queue_ticket = ticket;
-            let fut = self.persist(rec, ctx);
-            ctx.spawn(fut.map(|_, _, _| ()));
+            self.persist(rec, ctx);
         }
         let drained = self.pool.drain();
         self.apply(drained, ctx);
@@ -204,8 +233,7 @@ impl TenantRouter {
             rec.agent = Some(a.agent);
             rec.state = ConversationState::Assigned;
             rec.assigned_at_ms = Some(now_ms());
-            let fut = self.persist(rec, ctx);
-            ctx.spawn(fut.map(|_, _, _| ()));
+            self.persist(rec, ctx);
         }
     }
 }
@@ -238,7 +266,8 @@ impl Handler<OpenConversation> for TenantRouter {
             assigned_at_ms: agent.map(|_| now),
             closed_at_ms: None,
         };
-        Box::pin(self.persist(rec, ctx).map(move |res, act, ctx| match res {
+        let written = self.persist(rec, ctx);
+        Box::pin(async move { written.await.unwrap_or(Err(RouteError::Unavailable)) }.into_actor(self).map(move |res, act, ctx| match res {
             Ok(()) => Ok(id),
             Err(e) => {
                 // Not durable: forget it, so the visitor's retry opens a fresh one.
@@ -312,9 +341,9 @@ impl Handler<CloseConversation> for TenantRouter {
         rec.state = ConversationState::Closed;
         rec.closed_at_ms = Some(now_ms());
         let freed = self.pool.release(conversation);
-        let fut = self.persist(rec, ctx);
+        let written = self.persist(rec, ctx);
         self.apply(freed, ctx);
-        fut
+        Box::pin(async move { written.await.unwrap_or(Err(RouteError::Unavailable)) }.into_actor(self))
     }
 }
 

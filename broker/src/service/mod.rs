@@ -2,3 +2,4 @@
 //! Actors in `routing/` and `session/` carry messages to these functions.
 
 pub mod assignment;
+pub mod knowledge;

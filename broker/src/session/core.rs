@@ -13,7 +13,7 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
 use switchboard_protocol::{
-    ClientFrame, ConversationId, ConversationUpdate, Cursor, ErrorCode, ErrorFrame, Participant, SendMessage, ServerFrame, TenantId,
+    ChatMessage, ClientFrame, ConversationId, ConversationUpdate, Cursor, ErrorCode, ErrorFrame, Participant, SendMessage, ServerFrame, TenantId,
 };
 use switchboard_raft_store::{AppendOutcome, AppendRequest};
 
@@ -38,6 +38,9 @@ pub struct SessionCore {
     pub resume: Vec<Cursor>,
     /// Set once the connection is being closed; the actor stops.
     pub closing: bool,
+    /// This connection's sends not yet answered: (conversation, client_msg_id). Its
+    /// own message is answered with `Accepted` even when it arrives by a catch-up read.
+    pub in_flight: Vec<(ConversationId, u64)>,
 }
 
 /// Implemented by the two session actors.
@@ -87,6 +90,27 @@ impl SessionCore {
         let frame = ServerFrame::error(code, message, true);
         self.out.finish(self.ctx.codec.encode_to_vec(&frame).ok().map(Bytes::from));
         self.closing = true;
+    }
+
+    fn take_in_flight(&mut self, conversation: ConversationId, client_msg_id: u64) -> bool {
+        match self.in_flight.iter().position(|p| *p == (conversation, client_msg_id)) {
+            Some(i) => {
+                self.in_flight.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Queues a delivered message: `Accepted` if this connection sent it and is
+    /// waiting for the answer, else `Message`.
+    fn deliver(&mut self, message: ChatMessage) {
+        if message.sender == self.me && self.take_in_flight(message.conversation, message.client_msg_id) {
+            self.push(&ServerFrame::Accepted { client_msg_id: message.client_msg_id, conversation: message.conversation, seq: message.seq });
+        } else {
+            self.push(&ServerFrame::Message(message));
+            ::metrics::counter!(metrics::MESSAGES_DELIVERED).increment(1);
+        }
     }
 
     /// The open conversation if this identity takes part in it.
@@ -197,6 +221,7 @@ pub fn append<A: SessionActor>(act: &mut A, conversation: ConversationId, msg: S
     let core = act.core();
     core.subs.subscribe(conversation, core.subs.delivered(conversation).unwrap_or(0), 0);
     let client_msg_id = msg.client_msg_id;
+    core.in_flight.push((conversation, client_msg_id));
     let request = AppendRequest {
         conversation,
         sender: core.me,
@@ -213,13 +238,17 @@ pub fn append<A: SessionActor>(act: &mut A, conversation: ConversationId, msg: S
             Ok(AppendOutcome::Committed { .. }) => {}
             Ok(AppendOutcome::Duplicate { seq }) => {
                 ::metrics::counter!(metrics::MESSAGES_DUPLICATE).increment(1);
+                core.take_in_flight(conversation, client_msg_id);
                 core.push(&ServerFrame::Accepted { client_msg_id, conversation, seq });
             }
-            Err(e) => core.reject(
+            Err(e) => {
+                core.take_in_flight(conversation, client_msg_id);
+                core.reject(
                 ErrorCode::STORAGE_UNAVAILABLE,
                 format!("message not accepted ({e}); retry with the same client_msg_id"),
                 Some(client_msg_id),
-            ),
+                )
+            }
         }
         stop_if_closing(act, ctx);
     }));
@@ -232,6 +261,7 @@ pub fn on_event<A: SessionActor>(act: &mut A, event: SessionEvent, ctx: &mut Con
         SessionEvent::Deliver { message, origin, frame, received_at } => {
             match core.subs.on_live(message.conversation, message.seq) {
                 Live::Send if origin == core.conn => {
+                    core.take_in_flight(message.conversation, message.client_msg_id);
                     let accepted = ServerFrame::Accepted {
                         client_msg_id: message.client_msg_id,
                         conversation: message.conversation,
@@ -328,8 +358,7 @@ pub fn fill<A: SessionActor>(act: &mut A, conversation: ConversationId, after: u
             Ok(Ok(messages)) => {
                 let (send, more) = core.subs.on_filled(conversation, messages);
                 for m in send {
-                    core.push(&ServerFrame::Message(m));
-                    ::metrics::counter!(metrics::MESSAGES_DELIVERED).increment(1);
+                    core.deliver(m);
                 }
                 if let (Some(after), false) = (more, core.closing) {
                     fill(act, conversation, after, ctx);

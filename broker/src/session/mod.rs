@@ -192,6 +192,7 @@ where
         subs: Default::default(),
         resume: hello.resume,
         closing: false,
+        in_flight: Vec::new(),
     };
     let session: Recipient<FromReader> = match principal.who {
         Participant::Visitor(v) => VisitorSession::new(core, v).start().recipient(),

@@ -8,4 +8,5 @@ mod chat;
 mod durability;
 mod isolation;
 mod operations;
+mod routing;
 mod slow_consumer;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use switchboard_protocol::*;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How long any single wait in a test may take before it fails.
@@ -191,11 +191,14 @@ pub fn send(client_msg_id: u64, conversation: Option<ConversationId>, body: &str
 pub struct Raw {
     pub stream: TcpStream,
     codec: FrameCodec,
+    /// Bytes read but not yet decoded: reads go through this buffer so a timed-out
+    /// receive never loses half a frame.
+    buf: bytes::BytesMut,
 }
 
 impl Raw {
     pub async fn connect(addr: SocketAddr) -> Raw {
-        Raw { stream: TcpStream::connect(addr).await.unwrap(), codec: FrameCodec::default() }
+        Raw { stream: TcpStream::connect(addr).await.unwrap(), codec: FrameCodec::new(1 << 20), buf: bytes::BytesMut::new() }
     }
 
     /// Connects and logs in; returns the client and its Welcome.
@@ -224,11 +227,19 @@ impl Raw {
         }
     }
 
-    /// The next frame, or None on end of stream or timeout.
+    /// The next frame, or None on end of stream or timeout. Cancel-safe.
     pub async fn try_recv(&mut self, timeout: Duration) -> Option<ServerFrame> {
-        match tokio::time::timeout(timeout, self.codec.read_frame::<ServerFrame, _>(&mut self.stream)).await {
-            Ok(Ok(f)) => f,
-            Ok(Err(_)) | Err(_) => None,
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.codec.decode::<ServerFrame>(&mut self.buf) {
+                Ok(Some(f)) => return Some(f),
+                Ok(None) => {}
+                Err(e) => panic!("undecodable server frame: {e}"),
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(_)) => {}
+            }
         }
     }
 
@@ -276,9 +287,17 @@ impl Raw {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(!left.is_zero(), "server did not close the connection; got {frames:?}");
-            match tokio::time::timeout(left, self.codec.read_frame::<ServerFrame, _>(&mut self.stream)).await {
-                Ok(Ok(Some(f))) => frames.push(f),
-                Ok(Ok(None)) | Ok(Err(_)) => return frames,
+            match self.codec.decode::<ServerFrame>(&mut self.buf) {
+                Ok(Some(f)) => {
+                    frames.push(f);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => panic!("undecodable server frame: {e}"),
+            }
+            match tokio::time::timeout(left, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return frames,
+                Ok(Ok(_)) => {}
                 Err(_) => panic!("server did not close the connection; got {frames:?}"),
             }
         }
