@@ -54,12 +54,12 @@ fn assignment(c: &mut Criterion) {
                 }
                 // half full, unevenly
                 for c in 0..10_000u64 {
-                    pool.place(ConversationId(c), c as i64);
+                    pool.place(ConversationId(c), GroupId(0), c as i64);
                 }
                 pool
             },
             |pool| {
-                pool.place(ConversationId(1_000_000), 1_000_000);
+                pool.place(ConversationId(1_000_000), GroupId(0), 1_000_000);
                 pool.release(ConversationId(1_000_000));
             },
             BatchSize::LargeInput,

@@ -31,6 +31,11 @@ id_type!(
     AgentId, "a"
 );
 id_type!(
+    /// A skill group (queue) of one tenant. `GroupId(0)` is the tenant's default group,
+    /// to which every agent belongs.
+    GroupId, "g"
+);
+id_type!(
     /// A conversation between a visitor and the tenant. Unique within a node's store.
     ConversationId, "c"
 );

@@ -24,6 +24,7 @@ pub(crate) mod tag {
     pub const API_KEY: u8 = 4;
     pub const VERIFIED_VISITOR: u8 = 5;
     pub const COUNTER: u8 = 6;
+    pub const GROUP: u8 = 7;
 }
 
 /// `messages` key: conversation, seq.
@@ -108,6 +109,14 @@ pub fn verified_visitor_key(tenant: TenantId, user_id: &str) -> Vec<u8> {
     let mut k = vec![tag::VERIFIED_VISITOR];
     k.extend_from_slice(&tenant.0.to_be_bytes());
     k.extend_from_slice(user_id.as_bytes());
+    k
+}
+
+/// `directory` key of a skill group.
+pub fn group_key(tenant: TenantId, group: switchboard_protocol::GroupId) -> Vec<u8> {
+    let mut k = vec![tag::GROUP];
+    k.extend_from_slice(&tenant.0.to_be_bytes());
+    k.extend_from_slice(&group.0.to_be_bytes());
     k
 }
 

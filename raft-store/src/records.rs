@@ -2,7 +2,7 @@
 
 use crate::error::StoreError;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use switchboard_protocol::{AgentId, ConversationId, ConversationState, TenantId, VisitorId};
+use switchboard_protocol::{AgentId, ConversationId, ConversationState, GroupId, TenantId, VisitorId};
 
 /// A tenant (a business).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +34,21 @@ pub struct AgentRecord {
     pub created_at_ms: u64,
 }
 
+/// A skill group of a tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Its id (never 0: that is the implicit default group).
+    pub id: GroupId,
+    /// Display name.
+    pub name: String,
+    /// Member agents.
+    pub members: Vec<AgentId>,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: u64,
+}
+
 /// What an agent token (stored by digest) stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentTokenRecord {
@@ -56,6 +71,8 @@ pub struct ConversationRecord {
     pub visitor: VisitorId,
     /// The assigned agent, if any.
     pub agent: Option<AgentId>,
+    /// The skill group it waits in or was assigned from (`GroupId(0)`: the default).
+    pub group: GroupId,
     /// Queued, assigned or closed.
     pub state: ConversationState,
     /// Order in the tenant's queue while queued: lower goes first. New conversations
@@ -64,8 +81,12 @@ pub struct ConversationRecord {
     pub queue_ticket: i64,
     /// Created, ms since the epoch.
     pub created_at_ms: u64,
+    /// First put in a queue (wait time starts), ms since the epoch.
+    pub queued_at_ms: Option<u64>,
     /// Last assigned, ms since the epoch.
     pub assigned_at_ms: Option<u64>,
+    /// The assigned agent's first message (first-response time ends), ms since the epoch.
+    pub first_agent_reply_at_ms: Option<u64>,
     /// Closed, ms since the epoch.
     pub closed_at_ms: Option<u64>,
 }

@@ -3,7 +3,7 @@
 use crate::error::StoreError;
 use crate::keys::*;
 use crate::log::{AppendFuture, AppendRequest, CommitListener, ConversationLog};
-use crate::records::{self, AgentRecord, AgentTokenRecord, ConversationRecord, TenantRecord};
+use crate::records::{self, AgentRecord, AgentTokenRecord, ConversationRecord, GroupRecord, TenantRecord};
 use crate::writer::{Put, WriteOp, Writer};
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, DB};
 use std::path::Path;
@@ -35,6 +35,7 @@ pub(crate) mod counters {
     pub const VISITOR: &str = "visitor";
     pub const TENANT: &str = "tenant";
     pub const AGENT: &str = "agent";
+    pub const GROUP: &str = "group";
 }
 
 /// Kinds of id the store hands out durably.
@@ -46,6 +47,8 @@ pub enum IdKind {
     Agent,
     /// Anonymous and verified visitors (unique across tenants).
     Visitor,
+    /// Skill groups (unique across tenants).
+    Group,
 }
 
 impl IdKind {
@@ -54,6 +57,7 @@ impl IdKind {
             IdKind::Tenant => counters::TENANT,
             IdKind::Agent => counters::AGENT,
             IdKind::Visitor => counters::VISITOR,
+            IdKind::Group => counters::GROUP,
         }
     }
 }
@@ -168,6 +172,16 @@ impl Store {
     /// Writes an agent durably.
     pub fn put_agent(&self, record: &AgentRecord) -> Durable<()> {
         self.put(vec![Put { cf: CF_DIRECTORY, key: agent_key(record.tenant, record.id), value: records::encode(record) }], None)
+    }
+
+    /// Writes a skill group durably.
+    pub fn put_group(&self, record: &GroupRecord) -> Durable<()> {
+        self.put(vec![Put { cf: CF_DIRECTORY, key: group_key(record.tenant, record.id), value: records::encode(record) }], None)
+    }
+
+    /// Every skill group of every tenant.
+    pub fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
+        self.scan_prefix(CF_DIRECTORY, &[tag::GROUP], |_, v| records::decode("group", v))
     }
 
     /// Writes an agent token (by digest) durably.

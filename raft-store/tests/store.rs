@@ -142,10 +142,13 @@ async fn verified_visitors_keep_their_id_and_records_round_trip() {
             tenant: TenantId(1),
             visitor: a,
             agent: None,
+            group: switchboard_protocol::GroupId(0),
             state: switchboard_protocol::ConversationState::Queued,
             queue_ticket: 1,
             created_at_ms: 5,
+            queued_at_ms: Some(5),
             assigned_at_ms: None,
+            first_agent_reply_at_ms: None,
             closed_at_ms: None,
         };
         durable(store.put_conversation(&conv)).await.unwrap();

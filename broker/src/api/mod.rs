@@ -7,16 +7,16 @@
 pub mod error;
 
 use crate::context::{now_ms, Ctx};
-use crate::routing::tenant_router::{CapacityChanged, CloseConversation};
+use crate::routing::tenant_router::{CapacityChanged, CloseConversation, MembersChanged};
 use actix_web::{web, HttpRequest, HttpResponse};
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::auth::secret_digest;
-use switchboard_protocol::{AgentId, ConversationId, ConversationState, TenantId};
+use switchboard_protocol::{AgentId, ConversationId, ConversationState, GroupId, TenantId};
 use switchboard_raft_store::store::{durable, IdKind};
-use switchboard_raft_store::{AgentRecord, AgentTokenRecord, ConversationLog, ConversationRecord, TenantRecord};
+use switchboard_raft_store::{AgentRecord, AgentTokenRecord, ConversationLog, ConversationRecord, GroupRecord, TenantRecord};
 
 /// Longest display name accepted.
 const MAX_NAME_LEN: usize = 200;
@@ -131,6 +131,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/tenants/{tenant}/agents", web::get().to(list_agents))
         .route("/v1/tenants/{tenant}/agents/{agent}", web::patch().to(update_agent))
         .route("/v1/tenants/{tenant}/agents/{agent}/tokens", web::post().to(issue_agent_token))
+        .route("/v1/tenants/{tenant}/groups", web::post().to(create_group))
+        .route("/v1/tenants/{tenant}/groups", web::get().to(list_groups))
+        .route("/v1/tenants/{tenant}/groups/{group}", web::put().to(update_group))
         .route("/v1/tenants/{tenant}/conversations", web::get().to(list_conversations))
         .route("/v1/tenants/{tenant}/conversations/{conversation}/close", web::post().to(close_conversation))
         .route("/v1/tenants/{tenant}/conversations/{conversation}/messages", web::get().to(read_messages))
@@ -285,6 +288,62 @@ async fn issue_agent_token(req: HttpRequest, state: web::Data<ApiState>, path: w
     durable(state.ctx.store.put_agent_token(&digest, &record)).await?;
     state.ctx.directory.insert_agent_token(digest, record);
     Ok(HttpResponse::Created().json(serde_json::json!({ "token": token, "agent": agent.id, "tenant": tenant.id })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupBody {
+    name: Option<String>,
+    members: Option<Vec<AgentId>>,
+}
+
+fn check_members(state: &ApiState, tenant: TenantId, members: &[AgentId]) -> Result<(), ApiError> {
+    match members.iter().find(|a| state.ctx.directory.agent(tenant, **a).is_none()) {
+        Some(a) => Err(ApiError::BadRequest(format!("agent {} is not an agent of this tenant", a.0))),
+        None => Ok(()),
+    }
+}
+
+async fn create_group(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<u64>, body: web::Json<GroupBody>) -> Result<HttpResponse, ApiError> {
+    let tenant = Caller::for_tenant(&req, &state, TenantId(path.into_inner()))?;
+    let name = body.name.clone().ok_or_else(|| ApiError::BadRequest("name is required".into()))?;
+    check_name(&name)?;
+    let members = body.members.clone().unwrap_or_default();
+    check_members(&state, tenant.id, &members)?;
+    let id = GroupId(durable(state.ctx.store.allocate_id(IdKind::Group)).await?);
+    let record = GroupRecord { tenant: tenant.id, id, name, members, created_at_ms: now_ms() };
+    durable(state.ctx.store.put_group(&record)).await?;
+    state.ctx.directory.insert_group(record.clone());
+    state.ctx.routers.get(tenant.id, &state.ctx).do_send(MembersChanged { group: id, members: record.members.clone() });
+    Ok(HttpResponse::Created().json(record))
+}
+
+async fn list_groups(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+    let tenant = Caller::for_tenant(&req, &state, TenantId(path.into_inner()))?;
+    Ok(HttpResponse::Ok().json(state.ctx.directory.groups_of(tenant.id)))
+}
+
+async fn update_group(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    path: web::Path<(u64, u64)>,
+    body: web::Json<GroupBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, group) = path.into_inner();
+    let tenant = Caller::for_tenant(&req, &state, TenantId(tenant))?;
+    let mut record = state.ctx.directory.group(tenant.id, GroupId(group)).ok_or_else(|| ApiError::NotFound(format!("group {group}")))?;
+    if let Some(name) = &body.name {
+        check_name(name)?;
+        record.name = name.clone();
+    }
+    if let Some(members) = &body.members {
+        check_members(&state, tenant.id, members)?;
+        record.members = members.clone();
+    }
+    durable(state.ctx.store.put_group(&record)).await?;
+    state.ctx.directory.insert_group(record.clone());
+    state.ctx.routers.get(tenant.id, &state.ctx).do_send(MembersChanged { group: record.id, members: record.members.clone() });
+    Ok(HttpResponse::Ok().json(record))
 }
 
 #[derive(Deserialize)]

@@ -3,8 +3,8 @@
 
 use dashmap::DashMap;
 use std::sync::Arc;
-use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, Participant, TenantId, VisitorId};
-use switchboard_raft_store::{AgentRecord, AgentTokenRecord, ConversationLog, ConversationRecord, Store, StoreError, TenantRecord};
+use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, Participant, TenantId, VisitorId};
+use switchboard_raft_store::{AgentRecord, AgentTokenRecord, ConversationLog, ConversationRecord, GroupRecord, Store, StoreError, TenantRecord};
 
 /// A conversation that is queued or assigned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +39,7 @@ pub struct Directory {
     api_keys: DashMap<[u8; 32], TenantId>,
     agents: DashMap<AgentId, AgentRecord>,
     agent_tokens: DashMap<[u8; 32], AgentTokenRecord>,
+    groups: DashMap<(TenantId, GroupId), GroupRecord>,
     conversations: DashMap<ConversationId, ConversationEntry>,
     visitor_open: DashMap<(TenantId, VisitorId), ConversationId>,
 }
@@ -52,6 +53,9 @@ impl Directory {
         }
         for a in store.agents()? {
             dir.agents.insert(a.id, a);
+        }
+        for g in store.groups()? {
+            dir.groups.insert((g.tenant, g.id), g);
         }
         for (digest, rec) in store.agent_tokens()? {
             dir.agent_tokens.insert(digest, rec);
@@ -75,6 +79,9 @@ impl Directory {
         }
         for (k, v) in other.agents {
             self.agents.insert(k, v);
+        }
+        for (k, v) in other.groups {
+            self.groups.insert(k, v);
         }
         for (k, v) in other.agent_tokens {
             self.agent_tokens.insert(k, v);
@@ -124,6 +131,23 @@ impl Directory {
     pub fn agents_of(&self, tenant: TenantId) -> Vec<AgentRecord> {
         let mut v: Vec<_> = self.agents.iter().filter(|a| a.tenant == tenant).map(|a| a.clone()).collect();
         v.sort_by_key(|a| a.id);
+        v
+    }
+
+    /// Adds or replaces a skill group.
+    pub fn insert_group(&self, g: GroupRecord) {
+        self.groups.insert((g.tenant, g.id), g);
+    }
+
+    /// A skill group of `tenant`.
+    pub fn group(&self, tenant: TenantId, id: GroupId) -> Option<GroupRecord> {
+        self.groups.get(&(tenant, id)).map(|g| g.clone())
+    }
+
+    /// Every skill group of `tenant`, by id.
+    pub fn groups_of(&self, tenant: TenantId) -> Vec<GroupRecord> {
+        let mut v: Vec<_> = self.groups.iter().filter(|g| g.tenant == tenant).map(|g| g.clone()).collect();
+        v.sort_by_key(|g| g.id);
         v
     }
 

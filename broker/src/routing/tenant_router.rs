@@ -6,12 +6,12 @@
 
 use crate::context::{now_ms, Ctx};
 use crate::metrics;
-use crate::service::assignment::{Assignment, Placement, Pool};
+use crate::service::assignment::{Assignment, Placement, Pool, DEFAULT_GROUP};
 use crate::session::SessionEvent;
 use actix::prelude::*;
 use dashmap::DashMap;
 use std::collections::{BTreeMap, HashMap};
-use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, Participant, TenantId, VisitorId};
+use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, Participant, TenantId, VisitorId};
 use switchboard_raft_store::store::durable;
 use switchboard_raft_store::ConversationRecord;
 use tokio::sync::oneshot;
@@ -50,6 +50,8 @@ pub enum RouteError {
 pub struct OpenConversation {
     /// The visitor.
     pub visitor: VisitorId,
+    /// The skill group to queue in (`None`: the default group).
+    pub group: Option<GroupId>,
 }
 
 /// Sent by an `AgentSeat` when a connection of the agent logs in; answers the
@@ -77,6 +79,25 @@ pub struct CloseConversation {
     pub conversation: ConversationId,
     /// Who asks (must take part), or `None` for the tenant's own API.
     pub by: Option<Participant>,
+}
+
+/// Sent by the admin API after a group's members changed.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct MembersChanged {
+    /// The group.
+    pub group: GroupId,
+    /// Its members now.
+    pub members: Vec<AgentId>,
+}
+
+impl Handler<MembersChanged> for TenantRouter {
+    type Result = ();
+
+    fn handle(&mut self, msg: MembersChanged, ctx: &mut Context<Self>) {
+        let drained = self.pool.set_members(msg.group, msg.members);
+        self.apply(drained, ctx);
+    }
 }
 
 /// Sent by the admin API after an agent's capacity changed.
@@ -128,13 +149,16 @@ impl TenantRouter {
         for agent in ctx.directory.agents_of(tenant) {
             pool.set_capacity(agent.id, agent.capacity);
         }
+        for group in ctx.directory.groups_of(tenant) {
+            pool.set_members(group.id, group.members);
+        }
         let mut records = HashMap::new();
         let mut next_ticket: i64 = 1;
         for (id, entry) in ctx.directory.conversations_of(tenant) {
             let rec = entry.record;
             match (rec.state, rec.agent) {
-                (ConversationState::Assigned, Some(agent)) => pool.restore_assigned(id, agent),
-                _ => pool.restore_queued(id, rec.queue_ticket),
+                (ConversationState::Assigned, Some(agent)) => pool.restore_assigned(id, rec.group, agent),
+                _ => pool.restore_queued(id, rec.group, rec.queue_ticket),
             }
             next_ticket = next_ticket.max(rec.queue_ticket + 1);
             records.insert(id, rec);
@@ -249,7 +273,8 @@ impl Handler<OpenConversation> for TenantRouter {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         let now = now_ms();
-        let placement = self.pool.place(id, ticket);
+        let group = msg.group.filter(|g| self.ctx.directory.group(self.tenant, *g).is_some()).unwrap_or(DEFAULT_GROUP);
+        let placement = self.pool.place(id, group, ticket);
         let (state, agent) = match placement {
             Placement::Assigned(agent) => (ConversationState::Assigned, Some(agent)),
             Placement::Queued { .. } => (ConversationState::Queued, None),
@@ -260,10 +285,13 @@ impl Handler<OpenConversation> for TenantRouter {
             tenant: self.tenant,
             visitor: msg.visitor,
             agent,
+            group,
             state,
             queue_ticket: ticket,
             created_at_ms: now,
+            queued_at_ms: Some(now),
             assigned_at_ms: agent.map(|_| now),
+            first_agent_reply_at_ms: None,
             closed_at_ms: None,
         };
         let written = self.persist(rec, ctx);

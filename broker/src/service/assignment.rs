@@ -1,9 +1,14 @@
-//! Which agent gets a conversation: least-busy with a per-agent cap, and a FIFO queue
-//! (by ticket) for when every online agent is full. One [`Pool`] per tenant, owned by
-//! that tenant's single router, so the cap holds by construction.
+//! Which agent gets a conversation. A tenant's agents (seats, with their loads and
+//! caps) are shared by its skill groups; each group has its own FIFO queue (by
+//! ticket). A conversation waits in its group's queue and goes to the least-busy
+//! online member with room. One [`Pool`] per tenant, owned by that tenant's single
+//! router, so caps hold by construction.
 
-use std::collections::{BTreeMap, HashMap};
-use switchboard_protocol::{AgentId, ConversationId};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use switchboard_protocol::{AgentId, ConversationId, GroupId};
+
+/// The default group: every agent is a member.
+pub const DEFAULT_GROUP: GroupId = GroupId(0);
 
 /// An agent's seat as the pool sees it.
 #[derive(Clone, Debug, Default)]
@@ -29,14 +34,14 @@ impl Seat {
 pub enum Placement {
     /// Assigned at once.
     Assigned(AgentId),
-    /// Waiting; 1-based position in the queue.
+    /// Waiting; 1-based position in its group's queue.
     Queued {
         /// Position (1 = next).
         position: usize,
     },
 }
 
-/// A conversation handed to an agent while draining the queue.
+/// A conversation handed to an agent while draining a queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Assignment {
     /// The conversation.
@@ -45,12 +50,16 @@ pub struct Assignment {
     pub agent: AgentId,
 }
 
-/// A tenant's seats, loads and queue.
+/// A tenant's seats, loads, groups and queues.
 #[derive(Debug, Default)]
 pub struct Pool {
     seats: HashMap<AgentId, Seat>,
+    /// Explicit members of each group other than the default one.
+    members: HashMap<GroupId, HashSet<AgentId>>,
+    queues: HashMap<GroupId, BTreeMap<i64, ConversationId>>,
     owner: HashMap<ConversationId, AgentId>,
-    queue: BTreeMap<i64, ConversationId>,
+    /// Group of every conversation the pool knows (queued or assigned).
+    group_of: HashMap<ConversationId, GroupId>,
     tickets: HashMap<ConversationId, i64>,
     clock: u64,
 }
@@ -66,6 +75,18 @@ impl Pool {
     pub fn set_capacity(&mut self, agent: AgentId, capacity: u32) -> Vec<Assignment> {
         self.seats.entry(agent).or_default().capacity = capacity;
         self.drain()
+    }
+
+    /// Sets a group's members (the default group needs none: it has every agent).
+    pub fn set_members(&mut self, group: GroupId, agents: impl IntoIterator<Item = AgentId>) -> Vec<Assignment> {
+        if group != DEFAULT_GROUP {
+            self.members.insert(group, agents.into_iter().collect());
+        }
+        self.drain()
+    }
+
+    fn is_member(&self, group: GroupId, agent: AgentId) -> bool {
+        group == DEFAULT_GROUP || self.members.get(&group).is_some_and(|m| m.contains(&agent))
     }
 
     /// One more connection of `agent`; an agent with any connection is online.
@@ -95,20 +116,22 @@ impl Pool {
         self.seats.iter().filter(|(_, s)| s.connections == 0 && !s.active.is_empty()).map(|(a, s)| (*a, s.offline_epoch)).collect()
     }
 
-    /// Takes every chat from `agent` and puts them at the head of the queue, in the
-    /// order they were assigned, ahead of every waiting conversation. Returns them with
-    /// their new tickets; the caller then drains.
+    /// Takes every chat from `agent` and puts each at the head of its group's queue,
+    /// in the order they were assigned, ahead of every waiting conversation. Returns
+    /// them with their new tickets; the caller then drains.
     pub fn requeue_at_head(&mut self, agent: AgentId) -> Vec<(ConversationId, i64)> {
         let Some(seat) = self.seats.get_mut(&agent) else { return Vec::new() };
         let chats = std::mem::take(&mut seat.active);
-        let first = self.queue.keys().next().copied().unwrap_or(1).min(1) - chats.len() as i64;
+        let head = self.queues.values().filter_map(|q| q.keys().next().copied()).min().unwrap_or(1).min(1);
+        let first = head - chats.len() as i64;
         chats
             .into_iter()
             .enumerate()
             .map(|(i, c)| {
                 self.owner.remove(&c);
                 let ticket = first + i as i64;
-                self.restore_queued(c, ticket);
+                let group = self.group_of.get(&c).copied().unwrap_or(DEFAULT_GROUP);
+                self.restore_queued(c, group, ticket);
                 (c, ticket)
             })
             .collect()
@@ -126,23 +149,25 @@ impl Pool {
 
     /// Rebuilds an assignment from the store (at start-up). Ignores the cap: what
     /// was durable is the truth.
-    pub fn restore_assigned(&mut self, conversation: ConversationId, agent: AgentId) {
+    pub fn restore_assigned(&mut self, conversation: ConversationId, group: GroupId, agent: AgentId) {
         self.seats.entry(agent).or_default().active.push(conversation);
         self.owner.insert(conversation, agent);
+        self.group_of.insert(conversation, group);
     }
 
     /// Rebuilds a queued conversation from the store.
-    pub fn restore_queued(&mut self, conversation: ConversationId, ticket: i64) {
-        self.queue.insert(ticket, conversation);
+    pub fn restore_queued(&mut self, conversation: ConversationId, group: GroupId, ticket: i64) {
+        self.queues.entry(group).or_default().insert(ticket, conversation);
         self.tickets.insert(conversation, ticket);
+        self.group_of.insert(conversation, group);
     }
 
-    /// The least-busy online agent with room: fewest active chats, ties to whoever
-    /// has waited longest since their last assignment, then the lowest id.
-    pub fn least_busy(&self) -> Option<AgentId> {
+    /// The least-busy online member of `group` with room: fewest active chats, ties to
+    /// whoever has waited longest since their last assignment, then the lowest id.
+    pub fn least_busy(&self, group: GroupId) -> Option<AgentId> {
         self.seats
             .iter()
-            .filter(|(_, s)| s.has_room())
+            .filter(|(id, s)| s.has_room() && self.is_member(group, **id))
             .min_by_key(|(id, s)| (s.active.len(), s.last_assigned, **id))
             .map(|(id, _)| *id)
     }
@@ -155,49 +180,68 @@ impl Pool {
         self.owner.insert(conversation, agent);
     }
 
-    /// Places a new conversation: to an agent with room, or at the back of the queue.
-    /// Newer conversations never jump a non-empty queue.
-    pub fn place(&mut self, conversation: ConversationId, ticket: i64) -> Placement {
-        if self.queue.is_empty() {
-            if let Some(agent) = self.least_busy() {
+    /// Places a new conversation of `group`: to a member with room, or at the back of
+    /// the group's queue. Newer conversations never jump a non-empty queue.
+    pub fn place(&mut self, conversation: ConversationId, group: GroupId, ticket: i64) -> Placement {
+        self.group_of.insert(conversation, group);
+        if self.queues.get(&group).is_none_or(|q| q.is_empty()) {
+            if let Some(agent) = self.least_busy(group) {
                 self.assign(conversation, agent);
                 return Placement::Assigned(agent);
             }
         }
-        self.restore_queued(conversation, ticket);
-        Placement::Queued { position: self.position(conversation).unwrap_or(self.queue.len()) }
+        self.restore_queued(conversation, group, ticket);
+        Placement::Queued { position: self.position(conversation).unwrap_or(1) }
     }
 
-    /// 1-based queue position of a waiting conversation.
+    /// 1-based position of a waiting conversation in its group's queue.
     pub fn position(&self, conversation: ConversationId) -> Option<usize> {
         let ticket = self.tickets.get(&conversation)?;
-        Some(self.queue.range(..=ticket).count())
+        let group = self.group_of.get(&conversation)?;
+        Some(self.queues.get(group)?.range(..=ticket).count())
     }
 
-    /// A conversation ended: frees its seat (or leaves the queue) and drains the queue.
+    /// A conversation ended: frees its seat (or leaves its queue) and drains.
     pub fn release(&mut self, conversation: ConversationId) -> Vec<Assignment> {
         if let Some(agent) = self.owner.remove(&conversation) {
             if let Some(seat) = self.seats.get_mut(&agent) {
                 seat.active.retain(|c| *c != conversation);
             }
         }
-        if let Some(ticket) = self.tickets.remove(&conversation) {
-            self.queue.remove(&ticket);
+        let group = self.group_of.remove(&conversation);
+        if let (Some(ticket), Some(group)) = (self.tickets.remove(&conversation), group) {
+            if let Some(q) = self.queues.get_mut(&group) {
+                q.remove(&ticket);
+            }
         }
         self.drain()
     }
 
-    /// Assigns queued conversations, oldest first, while any agent has room.
+    /// Assigns queued conversations while any member of their group has room; across
+    /// groups, the conversation with the lowest ticket goes first.
     pub fn drain(&mut self) -> Vec<Assignment> {
         let mut out = Vec::new();
-        while let Some((&ticket, &conversation)) = self.queue.iter().next() {
-            let Some(agent) = self.least_busy() else { break };
-            self.queue.remove(&ticket);
+        loop {
+            let next = self
+                .queues
+                .iter()
+                .filter_map(|(g, q)| q.iter().next().map(|(t, c)| (*t, *c, *g)))
+                .filter_map(|(t, c, g)| self.least_busy(g).map(|a| (t, c, g, a)))
+                .min_by_key(|(t, ..)| *t);
+            let Some((ticket, conversation, group, agent)) = next else { break };
+            if let Some(q) = self.queues.get_mut(&group) {
+                q.remove(&ticket);
+            }
             self.tickets.remove(&conversation);
             self.assign(conversation, agent);
             out.push(Assignment { conversation, agent });
         }
         out
+    }
+
+    /// The group of a conversation the pool knows.
+    pub fn group_of(&self, conversation: ConversationId) -> Option<GroupId> {
+        self.group_of.get(&conversation).copied()
     }
 
     /// The agent holding `conversation`.
@@ -215,15 +259,22 @@ impl Pool {
         self.seats.get(&agent).map(|s| (s.active.len(), s.capacity))
     }
 
-    /// Conversations waiting.
+    /// Conversations waiting, in every group.
     pub fn queue_len(&self) -> usize {
-        self.queue.len()
+        self.queues.values().map(|q| q.len()).sum()
+    }
+
+    /// Whether some queued conversation could be assigned now (always false after
+    /// [`Pool::drain`]).
+    pub fn can_drain(&self) -> bool {
+        self.queues.iter().any(|(g, q)| !q.is_empty() && self.least_busy(*g).is_some())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    const G: GroupId = DEFAULT_GROUP;
 
     fn pool(agents: &[(u64, u32)]) -> Pool {
         let mut p = Pool::new();
@@ -237,20 +288,20 @@ mod tests {
     #[test]
     fn least_busy_wins_and_ties_go_to_who_waited_longest() {
         let mut p = pool(&[(1, 5), (2, 5)]);
-        assert_eq!(p.place(ConversationId(1), 1), Placement::Assigned(AgentId(1)));
-        assert_eq!(p.place(ConversationId(2), 2), Placement::Assigned(AgentId(2)));
+        assert_eq!(p.place(ConversationId(1), G, 1), Placement::Assigned(AgentId(1)));
+        assert_eq!(p.place(ConversationId(2), G, 2), Placement::Assigned(AgentId(2)));
         // both have 1; agent 1 was assigned longer ago
-        assert_eq!(p.place(ConversationId(3), 3), Placement::Assigned(AgentId(1)));
-        assert_eq!(p.place(ConversationId(4), 4), Placement::Assigned(AgentId(2)));
+        assert_eq!(p.place(ConversationId(3), G, 3), Placement::Assigned(AgentId(1)));
+        assert_eq!(p.place(ConversationId(4), G, 4), Placement::Assigned(AgentId(2)));
         p.release(ConversationId(4));
-        assert_eq!(p.place(ConversationId(5), 5), Placement::Assigned(AgentId(2)), "fewest active first");
+        assert_eq!(p.place(ConversationId(5), G, 5), Placement::Assigned(AgentId(2)), "fewest active first");
     }
 
     #[test]
     fn cap_holds_and_queue_drains_oldest_first() {
         let mut p = pool(&[(1, 2)]);
         for c in 1..=5 {
-            p.place(ConversationId(c), c as i64);
+            p.place(ConversationId(c), G, c as i64);
         }
         assert_eq!(p.load(AgentId(1)), Some((2, 2)));
         assert_eq!(p.queue_len(), 3);
@@ -265,34 +316,34 @@ mod tests {
     fn offline_agents_get_nothing_and_coming_online_drains() {
         let mut p = Pool::new();
         p.set_capacity(AgentId(1), 3);
-        assert_eq!(p.place(ConversationId(1), 1), Placement::Queued { position: 1 });
+        assert_eq!(p.place(ConversationId(1), G, 1), Placement::Queued { position: 1 });
         let drained = p.connect(AgentId(1));
         assert_eq!(drained.len(), 1);
         p.disconnect(AgentId(1));
-        assert_eq!(p.place(ConversationId(2), 2), Placement::Queued { position: 1 });
+        assert_eq!(p.place(ConversationId(2), G, 2), Placement::Queued { position: 1 });
         assert_eq!(p.assigned_to(AgentId(1)), vec![ConversationId(1)], "chats stay with a disconnected agent");
     }
 
     #[test]
     fn new_conversations_do_not_jump_the_queue() {
         let mut p = pool(&[(1, 1)]);
-        p.place(ConversationId(1), 1);
-        p.place(ConversationId(2), 2);
+        p.place(ConversationId(1), G, 1);
+        p.place(ConversationId(2), G, 2);
         p.set_capacity(AgentId(1), 1);
         // agent 2 comes online with room: the queued conversation goes first
         p.set_capacity(AgentId(2), 1);
         let drained = p.connect(AgentId(2));
         assert_eq!(drained, vec![Assignment { conversation: ConversationId(2), agent: AgentId(2) }]);
-        assert_eq!(p.place(ConversationId(3), 3), Placement::Queued { position: 1 });
+        assert_eq!(p.place(ConversationId(3), G, 3), Placement::Queued { position: 1 });
     }
 
     #[test]
     fn an_absent_agents_chats_go_back_ahead_of_newer_ones() {
         let mut p = pool(&[(1, 2), (2, 1)]);
-        p.place(ConversationId(1), 1); // agent 1
-        p.place(ConversationId(2), 2); // agent 2
-        p.place(ConversationId(3), 3); // agent 1
-        p.place(ConversationId(4), 4); // queued
+        p.place(ConversationId(1), G, 1); // agent 1
+        p.place(ConversationId(2), G, 2); // agent 2
+        p.place(ConversationId(3), G, 3); // agent 1
+        p.place(ConversationId(4), G, 4); // queued
         p.disconnect(AgentId(1));
         let epoch = p.offline_epoch(AgentId(1)).unwrap();
         assert_eq!(p.offline_holders(), vec![(AgentId(1), epoch)]);
@@ -311,10 +362,28 @@ mod tests {
     }
 
     #[test]
+    fn groups_share_seats_and_queue_separately() {
+        let billing = GroupId(1);
+        let mut p = pool(&[(1, 1), (2, 1)]);
+        p.set_members(billing, [AgentId(2)]);
+        // a billing chat only goes to agent 2, even though agent 1 is idle
+        assert_eq!(p.place(ConversationId(1), billing, 1), Placement::Assigned(AgentId(2)));
+        assert_eq!(p.place(ConversationId(2), billing, 2), Placement::Queued { position: 1 });
+        // the default group takes anyone: agent 1
+        assert_eq!(p.place(ConversationId(3), G, 3), Placement::Assigned(AgentId(1)));
+        assert_eq!(p.place(ConversationId(4), G, 4), Placement::Queued { position: 1 });
+        // agent 2 frees up: both queues could use it; the older ticket (billing) wins
+        assert_eq!(p.release(ConversationId(1)), vec![Assignment { conversation: ConversationId(2), agent: AgentId(2) }]);
+        assert_eq!(p.group_of(ConversationId(2)), Some(billing));
+        // agent 1 frees up: it is not in billing, but the default queue is its
+        assert_eq!(p.release(ConversationId(3)), vec![Assignment { conversation: ConversationId(4), agent: AgentId(1) }]);
+    }
+
+    #[test]
     fn raising_capacity_drains() {
         let mut p = pool(&[(1, 1)]);
-        p.place(ConversationId(1), 1);
-        p.place(ConversationId(2), 2);
+        p.place(ConversationId(1), G, 1);
+        p.place(ConversationId(2), G, 2);
         assert_eq!(p.set_capacity(AgentId(1), 2).len(), 1);
     }
 
@@ -334,7 +403,7 @@ mod tests {
             match next() % 10 {
                 0..=4 => {
                     let c = ConversationId(step + 1);
-                    p.place(c, step as i64 + 1);
+                    p.place(c, G, step as i64 + 1);
                     open.push(c);
                 }
                 5..=7 if !open.is_empty() => {
@@ -349,7 +418,7 @@ mod tests {
                     p.set_capacity(AgentId(1 + next() % 5), 1 + (next() % 4) as u32);
                 }
             }
-            assert!(p.queue_len() == 0 || p.least_busy().is_none(), "queue waits while a seat has room (step {step})");
+            assert!(!p.can_drain(), "queue waits while a seat has room (step {step})");
             for a in 1..=5 {
                 let (active, _) = p.load(AgentId(a)).unwrap();
                 assert!(active <= 4, "agent {a} holds {active} at step {step}");

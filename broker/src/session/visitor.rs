@@ -52,7 +52,7 @@ impl SessionActor for VisitorSession {
         // Open one. The mailbox waits meanwhile, so this connection's messages keep
         // their order.
         let router = self.core.ctx.routers.get(self.core.tenant, &self.core.ctx);
-        let open = router.send(OpenConversation { visitor: self.visitor });
+        let open = router.send(OpenConversation { visitor: self.visitor, group: None });
         ctx.wait(open.into_actor(self).map(move |res, act, ctx| match res.unwrap_or(Err(RouteError::Unavailable)) {
             Ok(conversation) => core::append(act, conversation, msg, ctx),
             Err(e) => act.core.reject(
