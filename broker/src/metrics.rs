@@ -30,6 +30,12 @@ pub const SLOW_CONSUMERS: &str = "switchboard_slow_consumer_disconnects_total";
 pub const CONVERSATIONS_ACTIVE: &str = "switchboard_conversations_active";
 /// Gauge: conversations waiting for an agent.
 pub const CONVERSATIONS_QUEUED: &str = "switchboard_conversations_queued";
+/// Counter: bot replies, by `outcome` (answered, suggested, no_match, handed_off).
+pub const BOT_REPLIES: &str = "switchboard_bot_replies_total";
+/// Counter: conversations closed while only the bot had talked (resolved by the bot).
+pub const BOT_RESOLVED: &str = "switchboard_bot_resolved_conversations_total";
+/// Counter: conversations the bot handed to a human.
+pub const BOT_HANDOFFS: &str = "switchboard_bot_handoffs_total";
 /// Gauge: agents with at least one connection.
 pub const SEATS_ONLINE: &str = "switchboard_seats_online";
 
@@ -69,6 +75,9 @@ fn describe() {
     describe_counter!(SLOW_CONSUMERS, "Connections closed because the client did not read.");
     describe_gauge!(CONVERSATIONS_ACTIVE, "Conversations queued or assigned.");
     describe_gauge!(CONVERSATIONS_QUEUED, "Conversations waiting for an agent.");
+    describe_counter!(BOT_REPLIES, "Bot replies by outcome.");
+    describe_counter!(BOT_RESOLVED, "Conversations closed while the bot was in charge.");
+    describe_counter!(BOT_HANDOFFS, "Conversations the bot handed to a human.");
     describe_gauge!(SEATS_ONLINE, "Agents with at least one open connection.");
     describe_histogram!(store::COMMIT_BATCH_OPS, "Operations per group-commit batch.");
     describe_histogram!(store::COMMIT_SECONDS, Unit::Seconds, "Time to write and fsync one group-commit batch.");

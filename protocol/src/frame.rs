@@ -36,6 +36,13 @@ pub enum ClientFrame {
         /// The conversation to close.
         conversation: ConversationId,
     },
+    /// 6. A visitor picks item `item` (1-based) of the bot's menu.
+    Choose {
+        /// The conversation (in the bot state).
+        conversation: ConversationId,
+        /// The menu item, from 1.
+        item: u32,
+    },
 }
 
 /// The login frame.
@@ -187,6 +194,8 @@ pub enum ConversationState {
     Assigned,
     /// 2. Ended.
     Closed,
+    /// 3. Talking with the tenant's bot (no agent yet).
+    Bot,
 }
 
 /// Body of [`ServerFrame::Conversation`].

@@ -47,6 +47,8 @@ pub enum Participant {
     Visitor(VisitorId),
     /// An agent of the tenant.
     Agent(AgentId),
+    /// The tenant's bot (only ever a sender).
+    Bot,
 }
 
 impl fmt::Display for Participant {
@@ -54,6 +56,7 @@ impl fmt::Display for Participant {
         match self {
             Participant::Visitor(v) => v.fmt(f),
             Participant::Agent(a) => a.fmt(f),
+            Participant::Bot => f.write_str("bot"),
         }
     }
 }

@@ -25,6 +25,8 @@ pub(crate) mod tag {
     pub const VERIFIED_VISITOR: u8 = 5;
     pub const COUNTER: u8 = 6;
     pub const GROUP: u8 = 7;
+    pub const BOT: u8 = 8;
+    pub const KNOWLEDGE: u8 = 9;
 }
 
 /// `messages` key: conversation, seq.
@@ -46,6 +48,7 @@ fn participant_bytes(p: Participant) -> [u8; 9] {
     let (kind, id) = match p {
         Participant::Visitor(VisitorId(v)) => (1u8, v),
         Participant::Agent(AgentId(a)) => (2u8, a),
+        Participant::Bot => (3u8, 0),
     };
     let mut b = [0u8; 9];
     b[0] = kind;
@@ -117,6 +120,21 @@ pub fn group_key(tenant: TenantId, group: switchboard_protocol::GroupId) -> Vec<
     let mut k = vec![tag::GROUP];
     k.extend_from_slice(&tenant.0.to_be_bytes());
     k.extend_from_slice(&group.0.to_be_bytes());
+    k
+}
+
+/// `directory` key of a tenant's bot settings.
+pub fn bot_key(tenant: TenantId) -> Vec<u8> {
+    let mut k = vec![tag::BOT];
+    k.extend_from_slice(&tenant.0.to_be_bytes());
+    k
+}
+
+/// `directory` key of a knowledge-base entry.
+pub fn knowledge_key(tenant: TenantId, entry: u64) -> Vec<u8> {
+    let mut k = vec![tag::KNOWLEDGE];
+    k.extend_from_slice(&tenant.0.to_be_bytes());
+    k.extend_from_slice(&entry.to_be_bytes());
     k
 }
 

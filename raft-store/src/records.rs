@@ -49,6 +49,47 @@ pub struct GroupRecord {
     pub created_at_ms: u64,
 }
 
+/// A tenant's bot: welcome text, navigation menu, answer threshold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BotRecord {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Whether new conversations start with the bot.
+    pub enabled: bool,
+    /// Sent when a conversation opens, above the menu.
+    pub welcome: String,
+    /// Menu items, numbered from 1 for the visitor.
+    pub menu: Vec<MenuItemRecord>,
+    /// Knowledge-base answers at or above this confidence (0..=1) are sent.
+    pub confidence: f32,
+    /// Where a visitor who asks for a human goes.
+    pub handoff_group: GroupId,
+}
+
+/// One item of a bot menu.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MenuItemRecord {
+    /// What the visitor sees.
+    pub label: String,
+    /// A skill group to hand over to, or...
+    pub group: Option<GroupId>,
+    /// ...a knowledge-base entry to answer with.
+    pub answer: Option<u64>,
+}
+
+/// A knowledge-base entry of a tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnowledgeRecord {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Its id.
+    pub id: u64,
+    /// Ways visitors ask it (an entry with none is deleted).
+    pub questions: Vec<String>,
+    /// The answer.
+    pub answer: String,
+}
+
 /// What an agent token (stored by digest) stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentTokenRecord {

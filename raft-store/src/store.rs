@@ -3,7 +3,7 @@
 use crate::error::StoreError;
 use crate::keys::*;
 use crate::log::{AppendFuture, AppendRequest, CommitListener, ConversationLog};
-use crate::records::{self, AgentRecord, AgentTokenRecord, ConversationRecord, GroupRecord, TenantRecord};
+use crate::records::{self, AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, KnowledgeRecord, TenantRecord};
 use crate::writer::{Put, WriteOp, Writer};
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, DB};
 use std::path::Path;
@@ -36,6 +36,7 @@ pub(crate) mod counters {
     pub const TENANT: &str = "tenant";
     pub const AGENT: &str = "agent";
     pub const GROUP: &str = "group";
+    pub const KNOWLEDGE: &str = "knowledge";
 }
 
 /// Kinds of id the store hands out durably.
@@ -49,6 +50,8 @@ pub enum IdKind {
     Visitor,
     /// Skill groups (unique across tenants).
     Group,
+    /// Knowledge-base entries (unique across tenants).
+    Knowledge,
 }
 
 impl IdKind {
@@ -58,6 +61,7 @@ impl IdKind {
             IdKind::Agent => counters::AGENT,
             IdKind::Visitor => counters::VISITOR,
             IdKind::Group => counters::GROUP,
+            IdKind::Knowledge => counters::KNOWLEDGE,
         }
     }
 }
@@ -182,6 +186,26 @@ impl Store {
     /// Every skill group of every tenant.
     pub fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
         self.scan_prefix(CF_DIRECTORY, &[tag::GROUP], |_, v| records::decode("group", v))
+    }
+
+    /// Writes a tenant's bot settings durably.
+    pub fn put_bot(&self, record: &BotRecord) -> Durable<()> {
+        self.put(vec![Put { cf: CF_DIRECTORY, key: bot_key(record.tenant), value: records::encode(record) }], None)
+    }
+
+    /// Every tenant's bot settings.
+    pub fn bots(&self) -> Result<Vec<BotRecord>, StoreError> {
+        self.scan_prefix(CF_DIRECTORY, &[tag::BOT], |_, v| records::decode("bot", v))
+    }
+
+    /// Writes a knowledge-base entry durably.
+    pub fn put_knowledge(&self, record: &KnowledgeRecord) -> Durable<()> {
+        self.put(vec![Put { cf: CF_DIRECTORY, key: knowledge_key(record.tenant, record.id), value: records::encode(record) }], None)
+    }
+
+    /// Every knowledge-base entry of every tenant.
+    pub fn knowledge(&self) -> Result<Vec<KnowledgeRecord>, StoreError> {
+        self.scan_prefix(CF_DIRECTORY, &[tag::KNOWLEDGE], |_, v| records::decode("knowledge", v))
     }
 
     /// Writes an agent token (by digest) durably.

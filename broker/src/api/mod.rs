@@ -7,7 +7,7 @@
 pub mod error;
 
 use crate::context::{now_ms, Ctx};
-use crate::routing::tenant_router::{CapacityChanged, CloseConversation, MembersChanged};
+use crate::routing::tenant_router::{BotChanged, CapacityChanged, CloseConversation, MembersChanged};
 use actix_web::{web, HttpRequest, HttpResponse};
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_protocol::auth::secret_digest;
 use switchboard_protocol::{AgentId, ConversationId, ConversationState, GroupId, TenantId};
 use switchboard_raft_store::store::{durable, IdKind};
-use switchboard_raft_store::{AgentRecord, AgentTokenRecord, ConversationLog, ConversationRecord, GroupRecord, TenantRecord};
+use switchboard_raft_store::{AgentRecord, AgentTokenRecord, BotRecord, ConversationLog, ConversationRecord, GroupRecord, KnowledgeRecord, MenuItemRecord, TenantRecord};
 
 /// Longest display name accepted.
 const MAX_NAME_LEN: usize = 200;
@@ -134,6 +134,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/tenants/{tenant}/groups", web::post().to(create_group))
         .route("/v1/tenants/{tenant}/groups", web::get().to(list_groups))
         .route("/v1/tenants/{tenant}/groups/{group}", web::put().to(update_group))
+        .route("/v1/tenants/{tenant}/bot", web::put().to(put_bot))
+        .route("/v1/tenants/{tenant}/bot", web::get().to(get_bot))
+        .route("/v1/tenants/{tenant}/knowledge", web::post().to(create_knowledge))
+        .route("/v1/tenants/{tenant}/knowledge", web::get().to(list_knowledge))
+        .route("/v1/tenants/{tenant}/knowledge/{entry}", web::put().to(update_knowledge))
         .route("/v1/tenants/{tenant}/conversations", web::get().to(list_conversations))
         .route("/v1/tenants/{tenant}/conversations/{conversation}/close", web::post().to(close_conversation))
         .route("/v1/tenants/{tenant}/conversations/{conversation}/messages", web::get().to(read_messages))
@@ -343,6 +348,117 @@ async fn update_group(
     durable(state.ctx.store.put_group(&record)).await?;
     state.ctx.directory.insert_group(record.clone());
     state.ctx.routers.get(tenant.id, &state.ctx).do_send(MembersChanged { group: record.id, members: record.members.clone() });
+    Ok(HttpResponse::Ok().json(record))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BotBody {
+    enabled: bool,
+    welcome: String,
+    #[serde(default)]
+    menu: Vec<MenuItemRecord>,
+    confidence: Option<f32>,
+    handoff_group: Option<GroupId>,
+}
+
+async fn put_bot(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<u64>, body: web::Json<BotBody>) -> Result<HttpResponse, ApiError> {
+    let tenant = Caller::for_tenant(&req, &state, TenantId(path.into_inner()))?;
+    let body = body.into_inner();
+    let dir = &state.ctx.directory;
+    let group_ok = |g: GroupId| g == GroupId(0) || dir.group(tenant.id, g).is_some();
+    let entries: Vec<u64> = dir.knowledge_of(tenant.id).iter().map(|k| k.id).collect();
+    let mut problems = Vec::new();
+    if body.welcome.trim().is_empty() || body.welcome.len() > 4000 {
+        problems.push("welcome must be 1 to 4000 bytes".to_string());
+    }
+    for (i, item) in body.menu.iter().enumerate() {
+        match (item.group, item.answer) {
+            (Some(g), None) if group_ok(g) => {}
+            (None, Some(a)) if entries.contains(&a) => {}
+            (Some(g), None) => problems.push(format!("menu item {}: group {} does not exist", i + 1, g.0)),
+            (None, Some(a)) => problems.push(format!("menu item {}: knowledge entry {a} does not exist", i + 1)),
+            _ => problems.push(format!("menu item {}: give exactly one of group or answer", i + 1)),
+        }
+        if item.label.trim().is_empty() {
+            problems.push(format!("menu item {}: empty label", i + 1));
+        }
+    }
+    let confidence = body.confidence.unwrap_or(crate::service::knowledge::DEFAULT_THRESHOLD);
+    if !(0.0..=1.0).contains(&confidence) {
+        problems.push(format!("confidence {confidence} is not in 0..=1"));
+    }
+    let handoff_group = body.handoff_group.unwrap_or(GroupId(0));
+    if !group_ok(handoff_group) {
+        problems.push(format!("handoff_group {} does not exist", handoff_group.0));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::BadRequest(problems.join("; ")));
+    }
+    let record = BotRecord { tenant: tenant.id, enabled: body.enabled, welcome: body.welcome, menu: body.menu, confidence, handoff_group };
+    durable(state.ctx.store.put_bot(&record)).await?;
+    dir.set_bot(record.clone());
+    state.ctx.routers.get(tenant.id, &state.ctx).do_send(BotChanged);
+    Ok(HttpResponse::Ok().json(record))
+}
+
+async fn get_bot(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+    let tenant = Caller::for_tenant(&req, &state, TenantId(path.into_inner()))?;
+    state.ctx.directory.bot(tenant.id).map(|b| HttpResponse::Ok().json(b)).ok_or_else(|| ApiError::NotFound("bot settings".into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KnowledgeBody {
+    questions: Vec<String>,
+    answer: String,
+}
+
+fn check_knowledge(body: &KnowledgeBody, allow_empty: bool) -> Result<(), ApiError> {
+    if (!allow_empty && body.questions.is_empty()) || body.questions.len() > 50 || body.questions.iter().any(|q| q.trim().is_empty() || q.len() > 1000) {
+        return Err(ApiError::BadRequest("questions: 1 to 50 non-empty strings of at most 1000 bytes".into()));
+    }
+    if body.answer.trim().is_empty() && !body.questions.is_empty() || body.answer.len() > 8000 {
+        return Err(ApiError::BadRequest("answer must be 1 to 8000 bytes".into()));
+    }
+    Ok(())
+}
+
+async fn create_knowledge(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<u64>, body: web::Json<KnowledgeBody>) -> Result<HttpResponse, ApiError> {
+    let tenant = Caller::for_tenant(&req, &state, TenantId(path.into_inner()))?;
+    check_knowledge(&body, false)?;
+    let id = durable(state.ctx.store.allocate_id(IdKind::Knowledge)).await?;
+    let body = body.into_inner();
+    let record = KnowledgeRecord { tenant: tenant.id, id, questions: body.questions, answer: body.answer };
+    durable(state.ctx.store.put_knowledge(&record)).await?;
+    state.ctx.directory.put_knowledge(record.clone());
+    state.ctx.routers.get(tenant.id, &state.ctx).do_send(BotChanged);
+    Ok(HttpResponse::Created().json(record))
+}
+
+async fn list_knowledge(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+    let tenant = Caller::for_tenant(&req, &state, TenantId(path.into_inner()))?;
+    Ok(HttpResponse::Ok().json(state.ctx.directory.knowledge_of(tenant.id)))
+}
+
+/// Replaces an entry; an empty `questions` list deletes it.
+async fn update_knowledge(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    path: web::Path<(u64, u64)>,
+    body: web::Json<KnowledgeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, entry) = path.into_inner();
+    let tenant = Caller::for_tenant(&req, &state, TenantId(tenant))?;
+    if !state.ctx.directory.knowledge_of(tenant.id).iter().any(|k| k.id == entry) {
+        return Err(ApiError::NotFound(format!("knowledge entry {entry}")));
+    }
+    check_knowledge(&body, true)?;
+    let body = body.into_inner();
+    let record = KnowledgeRecord { tenant: tenant.id, id: entry, questions: body.questions, answer: body.answer };
+    durable(state.ctx.store.put_knowledge(&record)).await?;
+    state.ctx.directory.put_knowledge(record.clone());
+    state.ctx.routers.get(tenant.id, &state.ctx).do_send(BotChanged);
     Ok(HttpResponse::Ok().json(record))
 }
 

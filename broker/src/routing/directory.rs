@@ -4,7 +4,7 @@
 use dashmap::DashMap;
 use std::sync::Arc;
 use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, Participant, TenantId, VisitorId};
-use switchboard_raft_store::{AgentRecord, AgentTokenRecord, ConversationLog, ConversationRecord, GroupRecord, Store, StoreError, TenantRecord};
+use switchboard_raft_store::{AgentRecord, AgentTokenRecord, BotRecord, ConversationLog, ConversationRecord, GroupRecord, KnowledgeRecord, Store, StoreError, TenantRecord};
 
 /// A conversation that is queued or assigned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +22,7 @@ impl ConversationEntry {
             && match who {
                 Participant::Visitor(v) => v == self.record.visitor,
                 Participant::Agent(a) => Some(a) == self.record.agent,
+                Participant::Bot => false,
             }
     }
 
@@ -40,6 +41,8 @@ pub struct Directory {
     agents: DashMap<AgentId, AgentRecord>,
     agent_tokens: DashMap<[u8; 32], AgentTokenRecord>,
     groups: DashMap<(TenantId, GroupId), GroupRecord>,
+    bots: DashMap<TenantId, BotRecord>,
+    knowledge: DashMap<(TenantId, u64), KnowledgeRecord>,
     conversations: DashMap<ConversationId, ConversationEntry>,
     visitor_open: DashMap<(TenantId, VisitorId), ConversationId>,
 }
@@ -56,6 +59,14 @@ impl Directory {
         }
         for g in store.groups()? {
             dir.groups.insert((g.tenant, g.id), g);
+        }
+        for b in store.bots()? {
+            dir.bots.insert(b.tenant, b);
+        }
+        for k in store.knowledge()? {
+            if !k.questions.is_empty() {
+                dir.knowledge.insert((k.tenant, k.id), k);
+            }
         }
         for (digest, rec) in store.agent_tokens()? {
             dir.agent_tokens.insert(digest, rec);
@@ -82,6 +93,12 @@ impl Directory {
         }
         for (k, v) in other.groups {
             self.groups.insert(k, v);
+        }
+        for (k, v) in other.bots {
+            self.bots.insert(k, v);
+        }
+        for (k, v) in other.knowledge {
+            self.knowledge.insert(k, v);
         }
         for (k, v) in other.agent_tokens {
             self.agent_tokens.insert(k, v);
@@ -148,6 +165,32 @@ impl Directory {
     pub fn groups_of(&self, tenant: TenantId) -> Vec<GroupRecord> {
         let mut v: Vec<_> = self.groups.iter().filter(|g| g.tenant == tenant).map(|g| g.clone()).collect();
         v.sort_by_key(|g| g.id);
+        v
+    }
+
+    /// Sets a tenant's bot.
+    pub fn set_bot(&self, b: BotRecord) {
+        self.bots.insert(b.tenant, b);
+    }
+
+    /// A tenant's bot settings.
+    pub fn bot(&self, tenant: TenantId) -> Option<BotRecord> {
+        self.bots.get(&tenant).map(|b| b.clone())
+    }
+
+    /// Adds, replaces or (with no questions) removes a knowledge-base entry.
+    pub fn put_knowledge(&self, k: KnowledgeRecord) {
+        if k.questions.is_empty() {
+            self.knowledge.remove(&(k.tenant, k.id));
+        } else {
+            self.knowledge.insert((k.tenant, k.id), k);
+        }
+    }
+
+    /// A tenant's knowledge-base entries, by id.
+    pub fn knowledge_of(&self, tenant: TenantId) -> Vec<KnowledgeRecord> {
+        let mut v: Vec<_> = self.knowledge.iter().filter(|k| k.tenant == tenant).map(|k| k.clone()).collect();
+        v.sort_by_key(|k| k.id);
         v
     }
 

@@ -7,13 +7,15 @@
 use crate::context::{now_ms, Ctx};
 use crate::metrics;
 use crate::service::assignment::{Assignment, Placement, Pool, DEFAULT_GROUP};
+use crate::service::bot;
+use crate::service::knowledge::{Entry, EntryId, KnowledgeBase};
 use crate::session::SessionEvent;
 use actix::prelude::*;
 use dashmap::DashMap;
 use std::collections::{BTreeMap, HashMap};
 use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, Participant, TenantId, VisitorId};
 use switchboard_raft_store::store::durable;
-use switchboard_raft_store::ConversationRecord;
+use switchboard_raft_store::{AppendRequest, ConversationRecord};
 use tokio::sync::oneshot;
 
 /// Why a routing request failed.
@@ -81,6 +83,58 @@ pub struct CloseConversation {
     pub by: Option<Participant>,
 }
 
+/// Sent by a `VisitorSession` when its visitor wrote to, or picked a menu item in, a
+/// conversation the bot is in charge of.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct BotTurn {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The visitor's message seq (idempotency of the bot's reply), or 0 for a menu pick.
+    pub seq: u64,
+    /// What the visitor wrote or picked.
+    pub input: BotInput,
+}
+
+/// A visitor's turn with the bot.
+#[derive(Debug)]
+pub enum BotInput {
+    /// Free text.
+    Text(String),
+    /// Menu item, from 1.
+    Choice(u32),
+}
+
+/// Sent by an `AgentSeat` when its agent's message in a conversation it holds is durable.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AgentReplied {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The agent.
+    pub agent: AgentId,
+    /// When the message was accepted, ms since the epoch.
+    pub at_ms: u64,
+}
+
+impl Handler<AgentReplied> for TenantRouter {
+    type Result = ();
+
+    /// Records the first reply of the assigned agent (first-response time).
+    fn handle(&mut self, msg: AgentReplied, ctx: &mut Context<Self>) {
+        let Some(mut rec) = self.records.get(&msg.conversation).copied() else { return };
+        if rec.agent == Some(msg.agent) && rec.first_agent_reply_at_ms.is_none() {
+            rec.first_agent_reply_at_ms = Some(msg.at_ms);
+            self.write_record(rec, false, ctx);
+        }
+    }
+}
+
+/// Sent by the admin API after the bot or the knowledge base changed.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct BotChanged;
+
 /// Sent by the admin API after a group's members changed.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -117,6 +171,9 @@ pub struct TenantRouter {
     pool: Pool,
     records: HashMap<ConversationId, ConversationRecord>,
     next_ticket: i64,
+    kb: KnowledgeBase,
+    /// Bot replies sent, to make each reply's id unique.
+    bot_replies: u64,
     /// Record writes in submission order; `None` while not yet durable.
     writes: BTreeMap<u64, Option<Written>>,
     next_write: u64,
@@ -128,6 +185,7 @@ struct Written {
     last_seq: u64,
     result: Result<(), RouteError>,
     reply: oneshot::Sender<Result<(), RouteError>>,
+    announce: bool,
 }
 
 impl Actor for TenantRouter {
@@ -158,12 +216,14 @@ impl TenantRouter {
             let rec = entry.record;
             match (rec.state, rec.agent) {
                 (ConversationState::Assigned, Some(agent)) => pool.restore_assigned(id, rec.group, agent),
+                (ConversationState::Bot, _) => {}
                 _ => pool.restore_queued(id, rec.group, rec.queue_ticket),
             }
             next_ticket = next_ticket.max(rec.queue_ticket + 1);
             records.insert(id, rec);
         }
-        TenantRouter { tenant, ctx, pool, records, next_ticket, writes: BTreeMap::new(), next_write: 0 }
+        let kb = knowledge_base(&ctx, tenant);
+        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, writes: BTreeMap::new(), next_write: 0 }
     }
 
     fn update_gauges(&self) {
@@ -177,6 +237,12 @@ impl TenantRouter {
     /// (an agent always hears of a closed chat before the chat that replaces it), even
     /// though the context may poll the write futures in any order.
     fn persist(&mut self, rec: ConversationRecord, ctx: &mut Context<Self>) -> oneshot::Receiver<Result<(), RouteError>> {
+        self.write_record(rec, true, ctx)
+    }
+
+    /// [`Self::persist`], optionally without telling the participants (a change they
+    /// cannot see, such as a report timestamp).
+    fn write_record(&mut self, rec: ConversationRecord, announce: bool, ctx: &mut Context<Self>) -> oneshot::Receiver<Result<(), RouteError>> {
         if rec.state == ConversationState::Closed {
             self.records.remove(&rec.id);
         } else {
@@ -195,7 +261,7 @@ impl TenantRouter {
                 tracing::error!(error = %e, conversation = %rec.id, "conversation record not durable");
                 RouteError::Storage { reason: e.to_string() }
             });
-            act.writes.insert(seq, Some(Written { rec, last_seq, result, reply: tx }));
+            act.writes.insert(seq, Some(Written { rec, last_seq, result, reply: tx, announce }));
             act.release_written();
         }));
         rx
@@ -208,7 +274,7 @@ impl TenantRouter {
                 break;
             }
             let Some(done) = entry.remove() else { break };
-            if done.result.is_ok() {
+            if done.result.is_ok() && done.announce {
                 self.notify(&done.rec, done.last_seq);
             }
             let _ = done.reply.send(done.result);
@@ -262,6 +328,103 @@ impl TenantRouter {
     }
 }
 
+fn knowledge_base(ctx: &Ctx, tenant: TenantId) -> KnowledgeBase {
+    KnowledgeBase::new(
+        ctx.directory
+            .knowledge_of(tenant)
+            .into_iter()
+            .map(|k| Entry { id: EntryId(k.id), questions: k.questions, answer: k.answer })
+            .collect(),
+    )
+}
+
+impl TenantRouter {
+    /// Appends a message from the bot (not awaited: the log orders it after what was
+    /// submitted before).
+    fn bot_says(&mut self, conversation: ConversationId, text: String) {
+        self.bot_replies += 1;
+        let request = AppendRequest {
+            conversation,
+            sender: Participant::Bot,
+            // unique per conversation: creation time in ms and a counter
+            client_msg_id: (now_ms() << 16) ^ self.bot_replies,
+            body: text,
+            sent_at_ms: now_ms(),
+            origin: 0,
+            received_at: std::time::Instant::now(),
+        };
+        let append = self.ctx.log.append(request);
+        actix::spawn(async move {
+            if let Err(e) = append.await {
+                tracing::warn!(error = %e, %conversation, "bot reply not stored");
+            }
+        });
+    }
+
+    /// Hands a bot conversation to a skill group's queue.
+    fn hand_off(&mut self, mut rec: ConversationRecord, group: GroupId, ctx: &mut Context<Self>) {
+        let group = if group == DEFAULT_GROUP || self.ctx.directory.group(self.tenant, group).is_some() { group } else { DEFAULT_GROUP };
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let now = now_ms();
+        rec.group = group;
+        rec.queue_ticket = ticket;
+        rec.queued_at_ms = Some(now);
+        match self.pool.place(rec.id, group, ticket) {
+            Placement::Assigned(agent) => {
+                rec.state = ConversationState::Assigned;
+                rec.agent = Some(agent);
+                rec.assigned_at_ms = Some(now);
+            }
+            Placement::Queued { .. } => rec.state = ConversationState::Queued,
+        }
+        ::metrics::counter!(metrics::BOT_HANDOFFS).increment(1);
+        self.persist(rec, ctx);
+    }
+}
+
+impl Handler<BotTurn> for TenantRouter {
+    type Result = ();
+
+    fn handle(&mut self, msg: BotTurn, ctx: &mut Context<Self>) {
+        let Some(rec) = self.records.get(&msg.conversation).copied().filter(|r| r.state == ConversationState::Bot) else {
+            return; // an agent has it (or it closed) meanwhile
+        };
+        let Some(bot) = self.ctx.directory.bot(self.tenant) else { return };
+        let (reply, outcome) = match &msg.input {
+            BotInput::Text(text) => bot::on_text(&bot, &self.kb, text),
+            BotInput::Choice(item) => bot::on_choice(&bot, &self.kb, *item as usize),
+        };
+        let label = match outcome {
+            bot::Outcome::Answered => "answered",
+            bot::Outcome::Suggested => "suggested",
+            bot::Outcome::NoMatch => "no_match",
+            bot::Outcome::HandedOff => "handed_off",
+        };
+        ::metrics::counter!(metrics::BOT_REPLIES, "outcome" => label).increment(1);
+        // The visitor's first message opened the conversation and got the welcome:
+        // don't add "I don't know" to it.
+        if outcome == bot::Outcome::NoMatch && msg.seq <= 2 {
+            return;
+        }
+        match reply {
+            bot::BotReply::Say(text) => self.bot_says(msg.conversation, text),
+            bot::BotReply::Handoff { group, say } => {
+                self.bot_says(msg.conversation, say);
+                self.hand_off(rec, group, ctx);
+            }
+        }
+    }
+}
+
+impl Handler<BotChanged> for TenantRouter {
+    type Result = ();
+
+    fn handle(&mut self, _: BotChanged, _: &mut Context<Self>) {
+        self.kb = knowledge_base(&self.ctx, self.tenant);
+    }
+}
+
 impl Handler<OpenConversation> for TenantRouter {
     type Result = ResponseActFuture<Self, Result<ConversationId, RouteError>>;
 
@@ -274,10 +437,12 @@ impl Handler<OpenConversation> for TenantRouter {
         self.next_ticket += 1;
         let now = now_ms();
         let group = msg.group.filter(|g| self.ctx.directory.group(self.tenant, *g).is_some()).unwrap_or(DEFAULT_GROUP);
-        let placement = self.pool.place(id, group, ticket);
+        let bot = self.ctx.directory.bot(self.tenant).filter(|b| b.enabled);
+        let placement = if bot.is_some() { None } else { Some(self.pool.place(id, group, ticket)) };
         let (state, agent) = match placement {
-            Placement::Assigned(agent) => (ConversationState::Assigned, Some(agent)),
-            Placement::Queued { .. } => (ConversationState::Queued, None),
+            None => (ConversationState::Bot, None),
+            Some(Placement::Assigned(agent)) => (ConversationState::Assigned, Some(agent)),
+            Some(Placement::Queued { .. }) => (ConversationState::Queued, None),
         };
         tracing::debug!(tenant = %self.tenant, conversation = %id, ?placement, "conversation opened");
         let rec = ConversationRecord {
@@ -289,12 +454,15 @@ impl Handler<OpenConversation> for TenantRouter {
             state,
             queue_ticket: ticket,
             created_at_ms: now,
-            queued_at_ms: Some(now),
+            queued_at_ms: placement.map(|_| now),
             assigned_at_ms: agent.map(|_| now),
             first_agent_reply_at_ms: None,
             closed_at_ms: None,
         };
         let written = self.persist(rec, ctx);
+        if let Some(bot) = bot {
+            self.bot_says(id, bot::welcome(&bot));
+        }
         Box::pin(async move { written.await.unwrap_or(Err(RouteError::Unavailable)) }.into_actor(self).map(move |res, act, ctx| match res {
             Ok(()) => Ok(id),
             Err(e) => {
@@ -361,10 +529,14 @@ impl Handler<CloseConversation> for TenantRouter {
             let takes_part = match who {
                 Participant::Visitor(v) => v == rec.visitor,
                 Participant::Agent(a) => Some(a) == rec.agent,
+                Participant::Bot => false,
             };
             if !takes_part {
                 return Box::pin(fut::ready(Err(RouteError::Forbidden { conversation, who })));
             }
+        }
+        if rec.state == ConversationState::Bot {
+            ::metrics::counter!(metrics::BOT_RESOLVED).increment(1);
         }
         rec.state = ConversationState::Closed;
         rec.closed_at_ms = Some(now_ms());

@@ -240,3 +240,4 @@ fn wants_human_in_english_as_whole_words() {
         assert!(!wants_human(no), "{no}");
     }
 }
+

@@ -2,4 +2,5 @@
 //! Actors in `routing/` and `session/` carry messages to these functions.
 
 pub mod assignment;
+pub mod bot;
 pub mod knowledge;

@@ -6,14 +6,14 @@ use super::subscriptions::{Live, Subscriptions, FILL_BATCH, FILL_BYTES};
 use super::{FromReader, SessionEvent};
 use crate::context::Ctx;
 use crate::metrics;
-use crate::routing::tenant_router::CloseConversation;
+use crate::routing::tenant_router::{AgentReplied, BotInput, BotTurn, CloseConversation};
 use crate::routing::{ConnId, ConversationEntry, RouteError};
 use actix::prelude::*;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
 use switchboard_protocol::{
-    ChatMessage, ClientFrame, ConversationId, ConversationUpdate, Cursor, ErrorCode, ErrorFrame, Participant, SendMessage, ServerFrame, TenantId,
+    ChatMessage, ClientFrame, ConversationId, ConversationState, ConversationUpdate, Cursor, ErrorCode, ErrorFrame, Participant, SendMessage, ServerFrame, TenantId,
 };
 use switchboard_raft_store::{AppendOutcome, AppendRequest};
 
@@ -195,6 +195,13 @@ fn on_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ctx: &mut Context<
                 stop_if_closing(act, ctx);
             }));
         }
+        ClientFrame::Choose { conversation, item } => match core.entry(conversation) {
+            Ok(e) if e.record.state == ConversationState::Bot && matches!(core.me, Participant::Visitor(_)) => {
+                core.ctx.routers.get(core.tenant, &core.ctx).do_send(BotTurn { conversation, seq: 0, input: BotInput::Choice(item) })
+            }
+            Ok(_) => core.reject(ErrorCode::INVALID_REQUEST, "no bot menu is open in this conversation", None),
+            Err((code, message)) => core.reject(code, message, None),
+        },
         ClientFrame::Close { conversation } => {
             let router = core.ctx.routers.get(core.tenant, &core.ctx);
             let req = router.send(CloseConversation { conversation, by: Some(core.me) });
@@ -215,6 +222,12 @@ fn on_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ctx: &mut Context<
     }
 }
 
+enum FollowUp {
+    None,
+    Bot(String),
+    FirstReply(switchboard_protocol::AgentId),
+}
+
 /// Appends a message; the `Accepted` reaches this connection through the dispatcher
 /// in seq order (or here, for a duplicate).
 pub fn append<A: SessionActor>(act: &mut A, conversation: ConversationId, msg: SendMessage, ctx: &mut Context<A>) {
@@ -222,6 +235,14 @@ pub fn append<A: SessionActor>(act: &mut A, conversation: ConversationId, msg: S
     core.subs.subscribe(conversation, core.subs.delivered(conversation).unwrap_or(0), 0);
     let client_msg_id = msg.client_msg_id;
     core.in_flight.push((conversation, client_msg_id));
+    // What happens once it is durable, besides the Accepted: the bot answers a
+    // visitor it is in charge of; an agent's first reply is recorded for reports.
+    let entry = core.ctx.directory.conversation(conversation).map(|e| e.record);
+    let follow_up = match (core.me, entry) {
+        (Participant::Visitor(_), Some(r)) if r.state == ConversationState::Bot => FollowUp::Bot(msg.body.clone()),
+        (Participant::Agent(a), Some(r)) if r.agent == Some(a) && r.first_agent_reply_at_ms.is_none() => FollowUp::FirstReply(a),
+        _ => FollowUp::None,
+    };
     let request = AppendRequest {
         conversation,
         sender: core.me,
@@ -235,7 +256,14 @@ pub fn append<A: SessionActor>(act: &mut A, conversation: ConversationId, msg: S
     ctx.spawn(fut.into_actor(act).map(move |res, act, ctx| {
         let core = act.core();
         match res {
-            Ok(AppendOutcome::Committed { .. }) => {}
+            Ok(AppendOutcome::Committed { seq }) => {
+                let router = || core.ctx.routers.get(core.tenant, &core.ctx);
+                match follow_up {
+                    FollowUp::Bot(text) => router().do_send(BotTurn { conversation, seq, input: BotInput::Text(text) }),
+                    FollowUp::FirstReply(agent) => router().do_send(AgentReplied { conversation, agent, at_ms: crate::context::now_ms() }),
+                    FollowUp::None => {}
+                }
+            }
             Ok(AppendOutcome::Duplicate { seq }) => {
                 ::metrics::counter!(metrics::MESSAGES_DUPLICATE).increment(1);
                 core.take_in_flight(conversation, client_msg_id);
@@ -259,6 +287,13 @@ pub fn on_event<A: SessionActor>(act: &mut A, event: SessionEvent, ctx: &mut Con
     let core = act.core();
     match event {
         SessionEvent::Deliver { message, origin, frame, received_at } => {
+            if !core.subs.contains(message.conversation) {
+                // First news of this conversation on this connection (e.g. a message
+                // that beat the router's assignment notice): announce it first.
+                if let Some(e) = core.ctx.directory.conversation(message.conversation) {
+                    core.push(&ServerFrame::Conversation(e.update()));
+                }
+            }
             match core.subs.on_live(message.conversation, message.seq) {
                 Live::Send if origin == core.conn => {
                     core.take_in_flight(message.conversation, message.client_msg_id);

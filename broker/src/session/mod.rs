@@ -197,6 +197,11 @@ where
     let session: Recipient<FromReader> = match principal.who {
         Participant::Visitor(v) => VisitorSession::new(core, v).start().recipient(),
         Participant::Agent(a) => AgentSeat::new(core, a).start().recipient(),
+        Participant::Bot => {
+            // login never yields the bot; refuse rather than guess
+            core.out.finish(None);
+            return finish(writer_task).await;
+        }
     };
 
     // 3. Read until the stream ends, the client falls silent, or the session closes.

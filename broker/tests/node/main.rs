@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod bot;
 mod chat;
 mod durability;
 mod isolation;

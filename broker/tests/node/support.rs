@@ -194,11 +194,13 @@ pub struct Raw {
     /// Bytes read but not yet decoded: reads go through this buffer so a timed-out
     /// receive never loses half a frame.
     buf: bytes::BytesMut,
+    /// Frames passed over by `send_accepted`, handed out again by later receives.
+    held: std::collections::VecDeque<ServerFrame>,
 }
 
 impl Raw {
     pub async fn connect(addr: SocketAddr) -> Raw {
-        Raw { stream: TcpStream::connect(addr).await.unwrap(), codec: FrameCodec::new(1 << 20), buf: bytes::BytesMut::new() }
+        Raw { stream: TcpStream::connect(addr).await.unwrap(), codec: FrameCodec::new(1 << 20), buf: bytes::BytesMut::new(), held: Default::default() }
     }
 
     /// Connects and logs in; returns the client and its Welcome.
@@ -229,6 +231,9 @@ impl Raw {
 
     /// The next frame, or None on end of stream or timeout. Cancel-safe.
     pub async fn try_recv(&mut self, timeout: Duration) -> Option<ServerFrame> {
+        if let Some(f) = self.held.pop_front() {
+            return Some(f);
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match self.codec.decode::<ServerFrame>(&mut self.buf) {
@@ -255,12 +260,16 @@ impl Raw {
         }
     }
 
-    /// Sends a message and waits for its Accepted; returns (conversation, seq).
+    /// Sends a message and waits for its Accepted; returns (conversation, seq). Other
+    /// frames that arrive meanwhile stay for later receives.
     pub async fn send_accepted(&mut self, cmid: u64, conversation: Option<ConversationId>, body: &str) -> (ConversationId, u64) {
         self.send(&send(cmid, conversation, body)).await;
-        let (f, _) = self
+        let (f, skipped) = self
             .recv_until(|f| matches!(f, ServerFrame::Accepted { client_msg_id, .. } if *client_msg_id == cmid) || matches!(f, ServerFrame::Error(_)))
             .await;
+        let mut skipped: std::collections::VecDeque<ServerFrame> = skipped.into();
+        skipped.append(&mut self.held);
+        self.held = skipped;
         match f {
             ServerFrame::Accepted { conversation, seq, .. } => (conversation, seq),
             other => panic!("expected Accepted for {cmid}, got {other:?}"),
