@@ -174,6 +174,8 @@ pub struct TenantRouter {
     kb: KnowledgeBase,
     /// Bot replies sent, to make each reply's id unique.
     bot_replies: u64,
+    /// The open conversation of each visitor, including ones not yet durable.
+    open_by_visitor: HashMap<VisitorId, ConversationId>,
     /// Record writes in submission order; `None` while not yet durable.
     writes: BTreeMap<u64, Option<Written>>,
     next_write: u64,
@@ -182,7 +184,6 @@ pub struct TenantRouter {
 /// A durable (or failed) record write waiting for its turn to be announced.
 struct Written {
     rec: ConversationRecord,
-    last_seq: u64,
     result: Result<(), RouteError>,
     reply: oneshot::Sender<Result<(), RouteError>>,
     announce: bool,
@@ -212,6 +213,7 @@ impl TenantRouter {
         }
         let mut records = HashMap::new();
         let mut next_ticket: i64 = 1;
+        let mut open_by_visitor = HashMap::new();
         for (id, entry) in ctx.directory.conversations_of(tenant) {
             let rec = entry.record;
             match (rec.state, rec.agent) {
@@ -220,10 +222,11 @@ impl TenantRouter {
                 _ => pool.restore_queued(id, rec.group, rec.queue_ticket),
             }
             next_ticket = next_ticket.max(rec.queue_ticket + 1);
+            open_by_visitor.insert(rec.visitor, id);
             records.insert(id, rec);
         }
         let kb = knowledge_base(&ctx, tenant);
-        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, writes: BTreeMap::new(), next_write: 0 }
+        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, open_by_visitor, writes: BTreeMap::new(), next_write: 0 }
     }
 
     fn update_gauges(&self) {
@@ -245,12 +248,11 @@ impl TenantRouter {
     fn write_record(&mut self, rec: ConversationRecord, announce: bool, ctx: &mut Context<Self>) -> oneshot::Receiver<Result<(), RouteError>> {
         if rec.state == ConversationState::Closed {
             self.records.remove(&rec.id);
+            self.open_by_visitor.remove(&rec.visitor);
         } else {
             self.records.insert(rec.id, rec);
+            self.open_by_visitor.insert(rec.visitor, rec.id);
         }
-        let last_seq = self.ctx.directory.conversation(rec.id).map(|e| e.last_seq).unwrap_or(0);
-        self.ctx.directory.put_conversation(&rec, last_seq);
-        self.update_gauges();
         let write = self.ctx.store.put_conversation(&rec);
         let (tx, rx) = oneshot::channel();
         let seq = self.next_write;
@@ -261,7 +263,7 @@ impl TenantRouter {
                 tracing::error!(error = %e, conversation = %rec.id, "conversation record not durable");
                 RouteError::Storage { reason: e.to_string() }
             });
-            act.writes.insert(seq, Some(Written { rec, last_seq, result, reply: tx, announce }));
+            act.writes.insert(seq, Some(Written { rec, result, reply: tx, announce }));
             act.release_written();
         }));
         rx
@@ -274,8 +276,15 @@ impl TenantRouter {
                 break;
             }
             let Some(done) = entry.remove() else { break };
-            if done.result.is_ok() && done.announce {
-                self.notify(&done.rec, done.last_seq);
+            if done.result.is_ok() {
+                // Only durable state is published: the dispatcher and sessions read
+                // the directory, so nobody acts on a change before it is announced.
+                let last_seq = self.ctx.directory.conversation(done.rec.id).map(|e| e.last_seq).unwrap_or(0);
+                self.ctx.directory.put_conversation(&done.rec, last_seq);
+                self.update_gauges();
+                if done.announce {
+                    self.notify(&done.rec, last_seq);
+                }
             }
             let _ = done.reply.send(done.result);
         }
@@ -429,7 +438,7 @@ impl Handler<OpenConversation> for TenantRouter {
     type Result = ResponseActFuture<Self, Result<ConversationId, RouteError>>;
 
     fn handle(&mut self, msg: OpenConversation, ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(existing) = self.ctx.directory.open_conversation_of(self.tenant, msg.visitor) {
+        if let Some(existing) = self.open_by_visitor.get(&msg.visitor).copied() {
             return Box::pin(fut::ready(Ok(existing)));
         }
         let id = self.ctx.store.next_conversation_id();
@@ -467,10 +476,8 @@ impl Handler<OpenConversation> for TenantRouter {
             Ok(()) => Ok(id),
             Err(e) => {
                 // Not durable: forget it, so the visitor's retry opens a fresh one.
-                let mut closed = rec;
-                closed.state = ConversationState::Closed;
                 act.records.remove(&id);
-                act.ctx.directory.put_conversation(&closed, 0);
+                act.open_by_visitor.remove(&rec.visitor);
                 let freed = act.pool.release(id);
                 act.apply(freed, ctx);
                 Err(e)
