@@ -131,6 +131,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/tenants/{tenant}/agents", web::get().to(list_agents))
         .route("/v1/tenants/{tenant}/agents/{agent}", web::patch().to(update_agent))
         .route("/v1/tenants/{tenant}/agents/{agent}/tokens", web::post().to(issue_agent_token))
+        .route("/v1/tenants/{tenant}/agents/{agent}/stats", web::get().to(agent_stats))
         .route("/v1/tenants/{tenant}/groups", web::post().to(create_group))
         .route("/v1/tenants/{tenant}/groups", web::get().to(list_groups))
         .route("/v1/tenants/{tenant}/groups/{group}", web::put().to(update_group))
@@ -349,6 +350,25 @@ async fn update_group(
     state.ctx.directory.insert_group(record.clone());
     state.ctx.routers.get(tenant.id, &state.ctx).do_send(MembersChanged { group: record.id, members: record.members.clone() });
     Ok(HttpResponse::Ok().json(record))
+}
+
+/// Quality figures of one agent (see `service::reports` for the definitions).
+async fn agent_stats(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<(u64, u64)>) -> Result<HttpResponse, ApiError> {
+    let (tenant, agent) = path.into_inner();
+    let tenant = Caller::for_tenant(&req, &state, TenantId(tenant))?;
+    let agent = state.ctx.directory.agent(tenant.id, AgentId(agent)).ok_or_else(|| ApiError::NotFound(format!("agent {agent}")))?.id;
+    let store = state.ctx.store.clone();
+    let tenant_id = tenant.id;
+    let stats = web::block(move || -> Result<_, switchboard_raft_store::StoreError> {
+        let mut convs = Vec::new();
+        for r in store.conversations()?.into_iter().filter(|r| r.tenant == tenant_id && r.agent == Some(agent)) {
+            let messages = store.read(r.id, 0, usize::MAX, usize::MAX)?;
+            convs.push((r, messages));
+        }
+        Ok(crate::service::reports::agent_stats(agent, &convs))
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(stats))
 }
 
 #[derive(Deserialize)]

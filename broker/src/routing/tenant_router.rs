@@ -503,10 +503,13 @@ impl Handler<SeatOnline> for TenantRouter {
             ::metrics::gauge!(metrics::SEATS_ONLINE).increment(1.0);
         }
         self.apply(drained, ctx);
+        // Only what is durably this agent's; chats just drained to it are announced
+        // when their assignment is durable.
         self.pool
             .assigned_to(msg.agent)
             .into_iter()
             .filter_map(|c| self.ctx.directory.conversation(c))
+            .filter(|e| e.record.agent == Some(msg.agent))
             .map(|e| e.update())
             .collect()
     }

@@ -4,3 +4,4 @@
 pub mod assignment;
 pub mod bot;
 pub mod knowledge;
+pub mod reports;

@@ -243,12 +243,13 @@ pub fn append<A: SessionActor>(act: &mut A, conversation: ConversationId, msg: S
         (Participant::Agent(a), Some(r)) if r.agent == Some(a) && r.first_agent_reply_at_ms.is_none() => FollowUp::FirstReply(a),
         _ => FollowUp::None,
     };
+    let sent_at_ms = crate::context::now_ms();
     let request = AppendRequest {
         conversation,
         sender: core.me,
         client_msg_id,
         body: msg.body,
-        sent_at_ms: crate::context::now_ms(),
+        sent_at_ms,
         origin: core.conn,
         received_at: Instant::now(),
     };
@@ -260,7 +261,7 @@ pub fn append<A: SessionActor>(act: &mut A, conversation: ConversationId, msg: S
                 let router = || core.ctx.routers.get(core.tenant, &core.ctx);
                 match follow_up {
                     FollowUp::Bot(text) => router().do_send(BotTurn { conversation, seq, input: BotInput::Text(text) }),
-                    FollowUp::FirstReply(agent) => router().do_send(AgentReplied { conversation, agent, at_ms: crate::context::now_ms() }),
+                    FollowUp::FirstReply(agent) => router().do_send(AgentReplied { conversation, agent, at_ms: sent_at_ms }),
                     FollowUp::None => {}
                 }
             }

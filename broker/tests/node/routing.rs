@@ -90,3 +90,52 @@ async fn two_hundred_concurrent_chats_never_exceed_a_cap_of_three_and_the_queue_
     assert_eq!(open.as_array().unwrap().len(), 0, "nothing left open or queued: {open}");
     node.assert_no_panic();
 }
+
+#[tokio::test]
+async fn agent_figures_match_values_computed_from_the_message_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    let (agent_id, token) = create_agent(&node, t.id, 5);
+    let get = |path: String| -> serde_json::Value {
+        ureq::get(&node.url(&path)).set("authorization", &format!("Bearer {}", t.api_key)).call().unwrap().into_json().unwrap()
+    };
+
+    // No agent online: the chat waits in the queue.
+    let (mut v, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (conv, _) = v.send_accepted(1, None, "anyone there?").await;
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await; // a measurable wait, not a synchronisation
+    let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
+    assert_eq!(assigned(&mut agent).await, conv);
+    agent.messages(conv, 1).await;
+    agent.send_accepted(1, Some(conv), "hello!").await;
+    v.send_accepted(2, Some(conv), "my order is late").await;
+    v.send_accepted(3, Some(conv), "order 1234").await;
+    agent.messages(conv, 2).await;
+    agent.send_accepted(2, Some(conv), "checking").await;
+    agent.send(&ClientFrame::Close { conversation: conv }).await;
+    v.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.state == ConversationState::Closed)).await;
+
+    // Hand-computed from the records and the message log.
+    let records = get(format!("/v1/tenants/{}/conversations?state=all", t.id.0));
+    let r = &records[0];
+    let ms = |k: &str| r[k].as_u64().unwrap_or_else(|| panic!("{k} missing in {r}"));
+    let messages = get(format!("/v1/tenants/{}/conversations/{}/messages", t.id.0, conv.0));
+    let at = |i: usize| messages[i]["sent_at_ms"].as_u64().unwrap();
+    // messages: 0 visitor, 1 agent "hello!", 2 visitor, 3 visitor, 4 agent "checking"
+    assert_eq!(messages[1]["body"], "hello!");
+    let expected_wait = (ms("assigned_at_ms") - ms("queued_at_ms")) as f64;
+    let expected_first = (at(1) - ms("assigned_at_ms")) as f64;
+    let expected_response = (at(4) - at(2)) as f64;
+    let expected_duration = (ms("closed_at_ms") - ms("assigned_at_ms")) as f64;
+    assert!(expected_wait >= 150.0, "the visitor waited at least 150 ms: {expected_wait}");
+    assert_eq!(ms("first_agent_reply_at_ms"), at(1), "first reply is the agent's first message");
+
+    let stats = get(format!("/v1/tenants/{}/agents/{}/stats", t.id.0, agent_id.0));
+    assert_eq!(stats["conversations"], 1);
+    assert_eq!(stats["closed"], 1);
+    assert_eq!(stats["avg_wait_ms"].as_f64(), Some(expected_wait));
+    assert_eq!(stats["avg_first_response_ms"].as_f64(), Some(expected_first));
+    assert_eq!(stats["avg_response_ms"].as_f64(), Some(expected_response));
+    assert_eq!(stats["avg_duration_ms"].as_f64(), Some(expected_duration));
+}
