@@ -43,6 +43,11 @@ pub enum ClientFrame {
         /// The menu item, from 1.
         item: u32,
     },
+    /// 7. An agent takes a waiting conversation from its group's queue.
+    Take {
+        /// The conversation.
+        conversation: ConversationId,
+    },
 }
 
 /// The login frame.

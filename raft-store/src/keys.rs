@@ -27,6 +27,7 @@ pub(crate) mod tag {
     pub const GROUP: u8 = 7;
     pub const BOT: u8 = 8;
     pub const KNOWLEDGE: u8 = 9;
+    pub const PROFILE: u8 = 10;
 }
 
 /// `messages` key: conversation, seq.
@@ -135,6 +136,14 @@ pub fn knowledge_key(tenant: TenantId, entry: u64) -> Vec<u8> {
     let mut k = vec![tag::KNOWLEDGE];
     k.extend_from_slice(&tenant.0.to_be_bytes());
     k.extend_from_slice(&entry.to_be_bytes());
+    k
+}
+
+/// `directory` key of a visitor's profile.
+pub fn profile_key(tenant: TenantId, visitor: VisitorId) -> Vec<u8> {
+    let mut k = vec![tag::PROFILE];
+    k.extend_from_slice(&tenant.0.to_be_bytes());
+    k.extend_from_slice(&visitor.0.to_be_bytes());
     k
 }
 

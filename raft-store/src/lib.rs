@@ -29,7 +29,10 @@ mod writer;
 
 pub use error::StoreError;
 pub use log::{AppendFuture, AppendOutcome, AppendRequest, CommitListener, Committed, ConversationLog};
-pub use records::{AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, KnowledgeRecord, MenuItemRecord, TenantRecord};
+pub use records::{
+    AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, KnowledgeRecord, MenuItemRecord, Strategy, TenantRecord,
+    VisitorProfileRecord,
+};
 pub use store::{Store, StoreOptions};
 pub use switchboard_protocol::ChatMessage;
 

@@ -34,6 +34,39 @@ pub struct AgentRecord {
     pub created_at_ms: u64,
 }
 
+/// How a group hands out its conversations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Fewest active chats; ties to whoever waited longest since their last assignment.
+    #[default]
+    LeastBusy,
+    /// Members in turn (by id), skipping those without room.
+    RoundRobin,
+    /// Nobody is assigned automatically: members take chats from the queue.
+    Manual,
+}
+
+/// What a tenant's backend (or SDK) says about a visitor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitorProfileRecord {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The visitor.
+    pub visitor: VisitorId,
+    /// Served ahead of normal visitors.
+    pub vip: bool,
+    /// Name, phone, tags, custom fields.
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
+impl VisitorProfileRecord {
+    /// An empty profile.
+    pub fn new(tenant: TenantId, visitor: VisitorId) -> Self {
+        VisitorProfileRecord { tenant, visitor, vip: false, attributes: Default::default() }
+    }
+}
+
 /// A skill group of a tenant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupRecord {
@@ -43,8 +76,10 @@ pub struct GroupRecord {
     pub id: GroupId,
     /// Display name.
     pub name: String,
-    /// Member agents.
+    /// Member agents (ignored for the default group 0, which has every agent).
     pub members: Vec<AgentId>,
+    /// How it hands out conversations.
+    pub strategy: Strategy,
     /// Creation time, ms since the epoch.
     pub created_at_ms: u64,
 }

@@ -3,7 +3,7 @@
 use crate::error::StoreError;
 use crate::keys::*;
 use crate::log::{AppendFuture, AppendRequest, CommitListener, ConversationLog};
-use crate::records::{self, AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, KnowledgeRecord, TenantRecord};
+use crate::records::{self, AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, KnowledgeRecord, TenantRecord, VisitorProfileRecord};
 use crate::writer::{Put, WriteOp, Writer};
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, DB};
 use std::path::Path;
@@ -206,6 +206,16 @@ impl Store {
     /// Every knowledge-base entry of every tenant.
     pub fn knowledge(&self) -> Result<Vec<KnowledgeRecord>, StoreError> {
         self.scan_prefix(CF_DIRECTORY, &[tag::KNOWLEDGE], |_, v| records::decode("knowledge", v))
+    }
+
+    /// Writes a visitor profile durably.
+    pub fn put_profile(&self, record: &VisitorProfileRecord) -> Durable<()> {
+        self.put(vec![Put { cf: CF_DIRECTORY, key: profile_key(record.tenant, record.visitor), value: records::encode(record) }], None)
+    }
+
+    /// Every visitor profile.
+    pub fn profiles(&self) -> Result<Vec<VisitorProfileRecord>, StoreError> {
+        self.scan_prefix(CF_DIRECTORY, &[tag::PROFILE], |_, v| records::decode("profile", v))
     }
 
     /// Writes an agent token (by digest) durably.

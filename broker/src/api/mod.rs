@@ -7,16 +7,16 @@
 pub mod error;
 
 use crate::context::{now_ms, Ctx};
-use crate::routing::tenant_router::{BotChanged, CapacityChanged, CloseConversation, MembersChanged};
+use crate::routing::tenant_router::{BotChanged, CapacityChanged, CloseConversation, GroupChanged};
 use actix_web::{web, HttpRequest, HttpResponse};
 use error::ApiError;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::auth::secret_digest;
-use switchboard_protocol::{AgentId, ConversationId, ConversationState, GroupId, TenantId};
+use switchboard_protocol::{AgentId, ConversationId, ConversationState, GroupId, TenantId, VisitorId};
 use switchboard_raft_store::store::{durable, IdKind};
-use switchboard_raft_store::{AgentRecord, AgentTokenRecord, BotRecord, ConversationLog, ConversationRecord, GroupRecord, KnowledgeRecord, MenuItemRecord, TenantRecord};
+use switchboard_raft_store::{AgentRecord, AgentTokenRecord, BotRecord, ConversationLog, ConversationRecord, GroupRecord, KnowledgeRecord, MenuItemRecord, Strategy, TenantRecord, VisitorProfileRecord};
 
 /// Longest display name accepted.
 const MAX_NAME_LEN: usize = 200;
@@ -135,6 +135,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/tenants/{tenant}/groups", web::post().to(create_group))
         .route("/v1/tenants/{tenant}/groups", web::get().to(list_groups))
         .route("/v1/tenants/{tenant}/groups/{group}", web::put().to(update_group))
+        .route("/v1/tenants/{tenant}/visitors/{visitor}/profile", web::put().to(put_profile))
+        .route("/v1/tenants/{tenant}/visitors/{visitor}/profile", web::get().to(get_profile))
         .route("/v1/tenants/{tenant}/bot", web::put().to(put_bot))
         .route("/v1/tenants/{tenant}/bot", web::get().to(get_bot))
         .route("/v1/tenants/{tenant}/knowledge", web::post().to(create_knowledge))
@@ -301,6 +303,7 @@ async fn issue_agent_token(req: HttpRequest, state: web::Data<ApiState>, path: w
 struct GroupBody {
     name: Option<String>,
     members: Option<Vec<AgentId>>,
+    strategy: Option<Strategy>,
 }
 
 fn check_members(state: &ApiState, tenant: TenantId, members: &[AgentId]) -> Result<(), ApiError> {
@@ -317,10 +320,10 @@ async fn create_group(req: HttpRequest, state: web::Data<ApiState>, path: web::P
     let members = body.members.clone().unwrap_or_default();
     check_members(&state, tenant.id, &members)?;
     let id = GroupId(durable(state.ctx.store.allocate_id(IdKind::Group)).await?);
-    let record = GroupRecord { tenant: tenant.id, id, name, members, created_at_ms: now_ms() };
+    let record = GroupRecord { tenant: tenant.id, id, name, members, strategy: body.strategy.unwrap_or_default(), created_at_ms: now_ms() };
     durable(state.ctx.store.put_group(&record)).await?;
     state.ctx.directory.insert_group(record.clone());
-    state.ctx.routers.get(tenant.id, &state.ctx).do_send(MembersChanged { group: id, members: record.members.clone() });
+    state.ctx.routers.get(tenant.id, &state.ctx).do_send(GroupChanged { group: id, members: record.members.clone(), strategy: record.strategy });
     Ok(HttpResponse::Created().json(record))
 }
 
@@ -337,7 +340,15 @@ async fn update_group(
 ) -> Result<HttpResponse, ApiError> {
     let (tenant, group) = path.into_inner();
     let tenant = Caller::for_tenant(&req, &state, TenantId(tenant))?;
-    let mut record = state.ctx.directory.group(tenant.id, GroupId(group)).ok_or_else(|| ApiError::NotFound(format!("group {group}")))?;
+    // Group 0 (everyone) has no record until its name or strategy is set.
+    let mut record = match state.ctx.directory.group(tenant.id, GroupId(group)) {
+        Some(g) => g,
+        None if group == 0 => GroupRecord { tenant: tenant.id, id: GroupId(0), name: "default".into(), members: vec![], strategy: Strategy::default(), created_at_ms: now_ms() },
+        None => return Err(ApiError::NotFound(format!("group {group}"))),
+    };
+    if let Some(strategy) = body.strategy {
+        record.strategy = strategy;
+    }
     if let Some(name) = &body.name {
         check_name(name)?;
         record.name = name.clone();
@@ -348,7 +359,7 @@ async fn update_group(
     }
     durable(state.ctx.store.put_group(&record)).await?;
     state.ctx.directory.insert_group(record.clone());
-    state.ctx.routers.get(tenant.id, &state.ctx).do_send(MembersChanged { group: record.id, members: record.members.clone() });
+    state.ctx.routers.get(tenant.id, &state.ctx).do_send(GroupChanged { group: record.id, members: record.members.clone(), strategy: record.strategy });
     Ok(HttpResponse::Ok().json(record))
 }
 
@@ -369,6 +380,39 @@ async fn agent_stats(req: HttpRequest, state: web::Data<ApiState>, path: web::Pa
     })
     .await??;
     Ok(HttpResponse::Ok().json(stats))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileBody {
+    vip: Option<bool>,
+    attributes: Option<std::collections::BTreeMap<String, String>>,
+}
+
+async fn put_profile(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<(u64, u64)>, body: web::Json<ProfileBody>) -> Result<HttpResponse, ApiError> {
+    let (tenant, visitor) = path.into_inner();
+    let tenant = Caller::for_tenant(&req, &state, TenantId(tenant))?;
+    let visitor = VisitorId(visitor);
+    let mut record = state.ctx.directory.profile(tenant.id, visitor).unwrap_or_else(|| VisitorProfileRecord::new(tenant.id, visitor));
+    if let Some(vip) = body.vip {
+        record.vip = vip;
+    }
+    if let Some(attributes) = &body.attributes {
+        if attributes.len() > 100 || attributes.iter().any(|(k, v)| k.is_empty() || k.len() > 100 || v.len() > 2000) {
+            return Err(ApiError::BadRequest("attributes: at most 100, keys 1-100 bytes, values at most 2000 bytes".into()));
+        }
+        record.attributes = attributes.clone();
+    }
+    durable(state.ctx.store.put_profile(&record)).await?;
+    state.ctx.directory.set_profile(record.clone());
+    Ok(HttpResponse::Ok().json(record))
+}
+
+async fn get_profile(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<(u64, u64)>) -> Result<HttpResponse, ApiError> {
+    let (tenant, visitor) = path.into_inner();
+    let tenant = Caller::for_tenant(&req, &state, TenantId(tenant))?;
+    let record = state.ctx.directory.profile(tenant.id, VisitorId(visitor)).unwrap_or_else(|| VisitorProfileRecord::new(tenant.id, VisitorId(visitor)));
+    Ok(HttpResponse::Ok().json(record))
 }
 
 #[derive(Deserialize)]

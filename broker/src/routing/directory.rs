@@ -4,7 +4,10 @@
 use dashmap::DashMap;
 use std::sync::Arc;
 use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, Participant, TenantId, VisitorId};
-use switchboard_raft_store::{AgentRecord, AgentTokenRecord, BotRecord, ConversationLog, ConversationRecord, GroupRecord, KnowledgeRecord, Store, StoreError, TenantRecord};
+use switchboard_raft_store::{
+    AgentRecord, AgentTokenRecord, BotRecord, ConversationLog, ConversationRecord, GroupRecord, KnowledgeRecord, Store, StoreError, TenantRecord,
+    VisitorProfileRecord,
+};
 
 /// A conversation that is queued or assigned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +46,7 @@ pub struct Directory {
     groups: DashMap<(TenantId, GroupId), GroupRecord>,
     bots: DashMap<TenantId, BotRecord>,
     knowledge: DashMap<(TenantId, u64), KnowledgeRecord>,
+    profiles: DashMap<(TenantId, VisitorId), VisitorProfileRecord>,
     conversations: DashMap<ConversationId, ConversationEntry>,
     visitor_open: DashMap<(TenantId, VisitorId), ConversationId>,
 }
@@ -59,6 +63,9 @@ impl Directory {
         }
         for g in store.groups()? {
             dir.groups.insert((g.tenant, g.id), g);
+        }
+        for p in store.profiles()? {
+            dir.profiles.insert((p.tenant, p.visitor), p);
         }
         for b in store.bots()? {
             dir.bots.insert(b.tenant, b);
@@ -93,6 +100,9 @@ impl Directory {
         }
         for (k, v) in other.groups {
             self.groups.insert(k, v);
+        }
+        for (k, v) in other.profiles {
+            self.profiles.insert(k, v);
         }
         for (k, v) in other.bots {
             self.bots.insert(k, v);
@@ -166,6 +176,16 @@ impl Directory {
         let mut v: Vec<_> = self.groups.iter().filter(|g| g.tenant == tenant).map(|g| g.clone()).collect();
         v.sort_by_key(|g| g.id);
         v
+    }
+
+    /// Sets a visitor's profile.
+    pub fn set_profile(&self, p: VisitorProfileRecord) {
+        self.profiles.insert((p.tenant, p.visitor), p);
+    }
+
+    /// A visitor's profile.
+    pub fn profile(&self, tenant: TenantId, visitor: VisitorId) -> Option<VisitorProfileRecord> {
+        self.profiles.get(&(tenant, visitor)).map(|p| p.clone())
     }
 
     /// Sets a tenant's bot.

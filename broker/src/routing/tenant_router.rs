@@ -6,7 +6,7 @@
 
 use crate::context::{now_ms, Ctx};
 use crate::metrics;
-use crate::service::assignment::{Assignment, Placement, Pool, DEFAULT_GROUP};
+use crate::service::assignment::{self, Assignment, Placement, Pool, Strategy, TakeError, DEFAULT_GROUP, VIP_SHIFT};
 use crate::service::bot;
 use crate::service::knowledge::{Entry, EntryId, KnowledgeBase};
 use crate::session::SessionEvent;
@@ -135,22 +135,49 @@ impl Handler<AgentReplied> for TenantRouter {
 #[rtype(result = "()")]
 pub struct BotChanged;
 
-/// Sent by the admin API after a group's members changed.
+/// Sent by the admin API after a group's members or strategy changed.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct MembersChanged {
+pub struct GroupChanged {
     /// The group.
     pub group: GroupId,
     /// Its members now.
     pub members: Vec<AgentId>,
+    /// Its strategy now.
+    pub strategy: Strategy,
 }
 
-impl Handler<MembersChanged> for TenantRouter {
+impl Handler<GroupChanged> for TenantRouter {
     type Result = ();
 
-    fn handle(&mut self, msg: MembersChanged, ctx: &mut Context<Self>) {
-        let drained = self.pool.set_members(msg.group, msg.members);
+    fn handle(&mut self, msg: GroupChanged, ctx: &mut Context<Self>) {
+        let mut drained = self.pool.set_members(msg.group, msg.members);
+        drained.extend(self.pool.set_strategy(msg.group, msg.strategy));
         self.apply(drained, ctx);
+    }
+}
+
+/// Sent by an `AgentSeat`: its agent takes a waiting conversation.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), TakeError>")]
+pub struct TakeConversation {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The agent.
+    pub agent: AgentId,
+}
+
+impl Handler<TakeConversation> for TenantRouter {
+    type Result = Result<(), TakeError>;
+
+    fn handle(&mut self, msg: TakeConversation, ctx: &mut Context<Self>) -> Self::Result {
+        let mut rec = self.records.get(&msg.conversation).copied().ok_or(TakeError::NotQueued)?;
+        self.pool.take(msg.conversation, msg.agent)?;
+        rec.agent = Some(msg.agent);
+        rec.state = ConversationState::Assigned;
+        rec.assigned_at_ms = Some(now_ms());
+        self.persist(rec, ctx);
+        Ok(())
     }
 }
 
@@ -210,6 +237,7 @@ impl TenantRouter {
         }
         for group in ctx.directory.groups_of(tenant) {
             pool.set_members(group.id, group.members);
+            pool.set_strategy(group.id, group.strategy);
         }
         let mut records = HashMap::new();
         let mut next_ticket: i64 = 1;
@@ -221,7 +249,8 @@ impl TenantRouter {
                 (ConversationState::Bot, _) => {}
                 _ => pool.restore_queued(id, rec.group, rec.queue_ticket),
             }
-            next_ticket = next_ticket.max(rec.queue_ticket + 1);
+            let counter = if rec.queue_ticket <= -VIP_SHIFT / 2 { rec.queue_ticket + VIP_SHIFT } else { rec.queue_ticket };
+            next_ticket = next_ticket.max(counter + 1);
             open_by_visitor.insert(rec.visitor, id);
             records.insert(id, rec);
         }
@@ -296,7 +325,18 @@ impl TenantRouter {
         let registry = &self.ctx.registry;
         registry.notify(self.tenant, Participant::Visitor(rec.visitor), SessionEvent::Conversation(update.clone()));
         if let Some(agent) = rec.agent {
-            registry.notify(self.tenant, Participant::Agent(agent), SessionEvent::Conversation(update));
+            registry.notify(self.tenant, Participant::Agent(agent), SessionEvent::Conversation(update.clone()));
+        }
+        // In a manual group every member watches the queue, to take from it.
+        let manual = self.ctx.directory.group(self.tenant, rec.group).is_some_and(|g| g.strategy == Strategy::Manual);
+        if manual && rec.state != ConversationState::Bot {
+            let members: Vec<AgentId> = match rec.group {
+                DEFAULT_GROUP => self.ctx.directory.agents_of(self.tenant).into_iter().map(|a| a.id).collect(),
+                g => self.ctx.directory.group(self.tenant, g).map(|g| g.members).unwrap_or_default(),
+            };
+            for member in members.into_iter().filter(|m| Some(*m) != rec.agent) {
+                registry.notify(self.tenant, Participant::Agent(member), SessionEvent::Conversation(update.clone()));
+            }
         }
     }
 
@@ -370,11 +410,18 @@ impl TenantRouter {
         });
     }
 
+    /// The next queue ticket for a visitor's conversation (VIPs ahead).
+    fn next_ticket(&mut self, visitor: VisitorId) -> i64 {
+        let counter = self.next_ticket;
+        self.next_ticket += 1;
+        let vip = self.ctx.directory.profile(self.tenant, visitor).is_some_and(|p| p.vip);
+        assignment::ticket(counter, vip)
+    }
+
     /// Hands a bot conversation to a skill group's queue.
     fn hand_off(&mut self, mut rec: ConversationRecord, group: GroupId, ctx: &mut Context<Self>) {
         let group = if group == DEFAULT_GROUP || self.ctx.directory.group(self.tenant, group).is_some() { group } else { DEFAULT_GROUP };
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
+        let ticket = self.next_ticket(rec.visitor);
         let now = now_ms();
         rec.group = group;
         rec.queue_ticket = ticket;
@@ -442,8 +489,7 @@ impl Handler<OpenConversation> for TenantRouter {
             return Box::pin(fut::ready(Ok(existing)));
         }
         let id = self.ctx.store.next_conversation_id();
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
+        let ticket = self.next_ticket(msg.visitor);
         let now = now_ms();
         let group = msg.group.filter(|g| self.ctx.directory.group(self.tenant, *g).is_some()).unwrap_or(DEFAULT_GROUP);
         let bot = self.ctx.directory.bot(self.tenant).filter(|b| b.enabled);

@@ -10,6 +10,35 @@ use switchboard_protocol::{AgentId, ConversationId, GroupId};
 /// The default group: every agent is a member.
 pub const DEFAULT_GROUP: GroupId = GroupId(0);
 
+/// VIP tickets are shifted by this much, so every VIP waits ahead of every normal
+/// visitor (and chats requeued from an absent agent go ahead of both).
+pub const VIP_SHIFT: i64 = 1 << 40;
+
+/// The queue ticket of a conversation: `counter` in arrival order, VIPs first.
+pub fn ticket(counter: i64, vip: bool) -> i64 {
+    if vip {
+        counter - VIP_SHIFT
+    } else {
+        counter
+    }
+}
+
+pub use switchboard_raft_store::Strategy;
+
+/// Why an agent could not take a conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TakeError {
+    /// It is not waiting in a queue (someone else took it, or it closed).
+    #[error("the conversation is not waiting in a queue")]
+    NotQueued,
+    /// The agent is not a member of its group.
+    #[error("the agent is not a member of the conversation's group")]
+    NotMember,
+    /// The agent is at its capacity (or offline).
+    #[error("the agent has no room")]
+    NoRoom,
+}
+
 /// An agent's seat as the pool sees it.
 #[derive(Clone, Debug, Default)]
 struct Seat {
@@ -61,6 +90,9 @@ pub struct Pool {
     /// Group of every conversation the pool knows (queued or assigned).
     group_of: HashMap<ConversationId, GroupId>,
     tickets: HashMap<ConversationId, i64>,
+    strategies: HashMap<GroupId, Strategy>,
+    /// Round robin: the member assigned last, per group.
+    last_turn: HashMap<GroupId, AgentId>,
     clock: u64,
 }
 
@@ -83,6 +115,50 @@ impl Pool {
             self.members.insert(group, agents.into_iter().collect());
         }
         self.drain()
+    }
+
+    /// Sets how a group hands out conversations.
+    pub fn set_strategy(&mut self, group: GroupId, strategy: Strategy) -> Vec<Assignment> {
+        self.strategies.insert(group, strategy);
+        self.drain()
+    }
+
+    fn strategy(&self, group: GroupId) -> Strategy {
+        self.strategies.get(&group).copied().unwrap_or_default()
+    }
+
+    /// Who gets the next conversation of `group` automatically, if anyone.
+    pub fn pick(&self, group: GroupId) -> Option<AgentId> {
+        match self.strategy(group) {
+            Strategy::LeastBusy => self.least_busy(group),
+            Strategy::Manual => None,
+            Strategy::RoundRobin => {
+                let mut candidates: Vec<AgentId> =
+                    self.seats.iter().filter(|(id, s)| s.has_room() && self.is_member(group, **id)).map(|(id, _)| *id).collect();
+                candidates.sort();
+                let last = self.last_turn.get(&group);
+                candidates.iter().find(|a| last.is_none_or(|l| *a > l)).or(candidates.first()).copied()
+            }
+        }
+    }
+
+    /// An agent takes a waiting conversation from its group's queue. The router
+    /// serialises takes, so of two agents taking the same chat exactly one wins.
+    pub fn take(&mut self, conversation: ConversationId, agent: AgentId) -> Result<(), TakeError> {
+        let ticket = *self.tickets.get(&conversation).ok_or(TakeError::NotQueued)?;
+        let group = self.group_of.get(&conversation).copied().unwrap_or(DEFAULT_GROUP);
+        if !self.is_member(group, agent) {
+            return Err(TakeError::NotMember);
+        }
+        if !self.seats.get(&agent).is_some_and(|s| s.has_room()) {
+            return Err(TakeError::NoRoom);
+        }
+        if let Some(q) = self.queues.get_mut(&group) {
+            q.remove(&ticket);
+        }
+        self.tickets.remove(&conversation);
+        self.assign(conversation, group, agent);
+        Ok(())
     }
 
     fn is_member(&self, group: GroupId, agent: AgentId) -> bool {
@@ -172,8 +248,9 @@ impl Pool {
             .map(|(id, _)| *id)
     }
 
-    fn assign(&mut self, conversation: ConversationId, agent: AgentId) {
+    fn assign(&mut self, conversation: ConversationId, group: GroupId, agent: AgentId) {
         self.clock += 1;
+        self.last_turn.insert(group, agent);
         let seat = self.seats.entry(agent).or_default();
         seat.active.push(conversation);
         seat.last_assigned = self.clock;
@@ -185,8 +262,8 @@ impl Pool {
     pub fn place(&mut self, conversation: ConversationId, group: GroupId, ticket: i64) -> Placement {
         self.group_of.insert(conversation, group);
         if self.queues.get(&group).is_none_or(|q| q.is_empty()) {
-            if let Some(agent) = self.least_busy(group) {
-                self.assign(conversation, agent);
+            if let Some(agent) = self.pick(group) {
+                self.assign(conversation, group, agent);
                 return Placement::Assigned(agent);
             }
         }
@@ -226,14 +303,14 @@ impl Pool {
                 .queues
                 .iter()
                 .filter_map(|(g, q)| q.iter().next().map(|(t, c)| (*t, *c, *g)))
-                .filter_map(|(t, c, g)| self.least_busy(g).map(|a| (t, c, g, a)))
+                .filter_map(|(t, c, g)| self.pick(g).map(|a| (t, c, g, a)))
                 .min_by_key(|(t, ..)| *t);
             let Some((ticket, conversation, group, agent)) = next else { break };
             if let Some(q) = self.queues.get_mut(&group) {
                 q.remove(&ticket);
             }
             self.tickets.remove(&conversation);
-            self.assign(conversation, agent);
+            self.assign(conversation, group, agent);
             out.push(Assignment { conversation, agent });
         }
         out
@@ -267,7 +344,7 @@ impl Pool {
     /// Whether some queued conversation could be assigned now (always false after
     /// [`Pool::drain`]).
     pub fn can_drain(&self) -> bool {
-        self.queues.iter().any(|(g, q)| !q.is_empty() && self.least_busy(*g).is_some())
+        self.queues.iter().any(|(g, q)| !q.is_empty() && self.pick(*g).is_some())
     }
 }
 
@@ -377,6 +454,54 @@ mod tests {
         assert_eq!(p.group_of(ConversationId(2)), Some(billing));
         // agent 1 frees up: it is not in billing, but the default queue is its
         assert_eq!(p.release(ConversationId(3)), vec![Assignment { conversation: ConversationId(4), agent: AgentId(1) }]);
+    }
+
+    #[test]
+    fn vips_wait_ahead_of_everyone_but_requeued_chats() {
+        let mut p = pool(&[(1, 1)]);
+        p.place(ConversationId(1), G, ticket(1, false)); // assigned
+        p.place(ConversationId(2), G, ticket(2, false));
+        p.place(ConversationId(3), G, ticket(3, true));
+        p.place(ConversationId(4), G, ticket(4, false));
+        p.place(ConversationId(5), G, ticket(5, true));
+        assert_eq!(p.position(ConversationId(3)), Some(1));
+        assert_eq!(p.position(ConversationId(5)), Some(2));
+        assert_eq!(p.position(ConversationId(2)), Some(3));
+        assert_eq!(p.release(ConversationId(1)), vec![Assignment { conversation: ConversationId(3), agent: AgentId(1) }]);
+        p.disconnect(AgentId(1));
+        p.requeue_at_head(AgentId(1));
+        assert_eq!(p.position(ConversationId(3)), Some(1), "requeued ahead of the waiting VIP");
+    }
+
+    #[test]
+    fn round_robin_takes_turns_and_skips_full_members() {
+        let mut p = pool(&[(1, 5), (2, 5), (3, 1)]);
+        p.set_strategy(G, Strategy::RoundRobin);
+        let order: Vec<_> = (1..=5)
+            .map(|c| match p.place(ConversationId(c), G, c as i64) {
+                Placement::Assigned(a) => a.0,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(order, vec![1, 2, 3, 1, 2], "agent 3 (capacity 1) is skipped once full");
+    }
+
+    #[test]
+    fn manual_groups_wait_to_be_taken_and_only_one_agent_wins() {
+        let mut p = pool(&[(1, 2), (2, 2)]);
+        p.set_strategy(G, Strategy::Manual);
+        assert_eq!(p.place(ConversationId(1), G, 1), Placement::Queued { position: 1 });
+        assert!(p.drain().is_empty(), "nobody is assigned automatically");
+        assert_eq!(p.take(ConversationId(1), AgentId(2)), Ok(()));
+        assert_eq!(p.take(ConversationId(1), AgentId(1)), Err(TakeError::NotQueued));
+        assert_eq!(p.owner(ConversationId(1)), Some(AgentId(2)));
+        let billing = GroupId(4);
+        p.set_members(billing, [AgentId(1)]);
+        p.set_strategy(billing, Strategy::Manual);
+        p.place(ConversationId(2), billing, 2);
+        assert_eq!(p.take(ConversationId(2), AgentId(2)), Err(TakeError::NotMember));
+        p.set_capacity(AgentId(1), 0);
+        assert_eq!(p.take(ConversationId(2), AgentId(1)), Err(TakeError::NoRoom));
     }
 
     #[test]

@@ -6,7 +6,8 @@ use super::subscriptions::{Live, Subscriptions, FILL_BATCH, FILL_BYTES};
 use super::{FromReader, SessionEvent};
 use crate::context::Ctx;
 use crate::metrics;
-use crate::routing::tenant_router::{AgentReplied, BotInput, BotTurn, CloseConversation};
+use crate::routing::tenant_router::{AgentReplied, BotInput, BotTurn, CloseConversation, TakeConversation};
+use crate::service::assignment::TakeError;
 use crate::routing::{ConnId, ConversationEntry, RouteError};
 use actix::prelude::*;
 use bytes::Bytes;
@@ -202,6 +203,23 @@ fn on_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ctx: &mut Context<
             Ok(_) => core.reject(ErrorCode::INVALID_REQUEST, "no bot menu is open in this conversation", None),
             Err((code, message)) => core.reject(code, message, None),
         },
+        ClientFrame::Take { conversation } => {
+            let Participant::Agent(agent) = core.me else {
+                return core.reject(ErrorCode::INVALID_REQUEST, "only agents take conversations", None);
+            };
+            let router = core.ctx.routers.get(core.tenant, &core.ctx);
+            let take = router.send(TakeConversation { conversation, agent });
+            ctx.spawn(take.into_actor(act).map(move |res, act, ctx| {
+                let core = act.core();
+                match res {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e @ TakeError::NotQueued)) => core.reject(ErrorCode::CONVERSATION_NOT_FOUND, e.to_string(), None),
+                    Ok(Err(e)) => core.reject(ErrorCode::FORBIDDEN, e.to_string(), None),
+                    Err(_) => core.reject(ErrorCode::SHUTTING_DOWN, "router unavailable", None),
+                }
+                stop_if_closing(act, ctx);
+            }));
+        }
         ClientFrame::Close { conversation } => {
             let router = core.ctx.routers.get(core.tenant, &core.ctx);
             let req = router.send(CloseConversation { conversation, by: Some(core.me) });
@@ -319,6 +337,9 @@ pub fn on_event<A: SessionActor>(act: &mut A, event: SessionEvent, ctx: &mut Con
                 core.push(&ServerFrame::Conversation(update.clone()));
                 core.subs.unsubscribe(update.conversation);
             } else if core.subs.contains(update.conversation) {
+                core.push(&ServerFrame::Conversation(update));
+            } else if matches!(core.me, Participant::Agent(_)) && update.agent.map(Participant::Agent) != Some(core.me) {
+                // A queue notice for a member of a manual group: nothing to follow yet.
                 core.push(&ServerFrame::Conversation(update));
             } else {
                 // follow() announces it, then catches up.

@@ -139,3 +139,66 @@ async fn agent_figures_match_values_computed_from_the_message_log() {
     assert_eq!(stats["avg_response_ms"].as_f64(), Some(expected_response));
     assert_eq!(stats["avg_duration_ms"].as_f64(), Some(expected_duration));
 }
+
+fn put(node: &Node, t: &Tenant, path: String, body: serde_json::Value) -> serde_json::Value {
+    ureq::put(&node.url(&path)).set("authorization", &format!("Bearer {}", t.api_key)).send_json(body).unwrap().into_json().unwrap()
+}
+
+#[tokio::test]
+async fn two_agents_taking_the_same_chat_from_a_manual_queue_exactly_one_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    put(&node, &t, format!("/v1/tenants/{}/groups/0", t.id.0), serde_json::json!({"strategy": "manual"}));
+    let (a1, tok1) = create_agent(&node, t.id, 3);
+    let (a2, tok2) = create_agent(&node, t.id, 3);
+    let (mut s1, _) = Raw::login(node.tcp, Auth::Agent { token: tok1 }, vec![]).await;
+    let (mut s2, _) = Raw::login(node.tcp, Auth::Agent { token: tok2 }, vec![]).await;
+
+    for round in 0..5u64 {
+        let (mut v, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+        let (conv, _) = v.send_accepted(1, None, &format!("round {round}")).await;
+        let queued = |f: &ServerFrame| matches!(f, ServerFrame::Conversation(u) if u.conversation == conv && u.state == ConversationState::Queued);
+        s1.recv_until(queued).await;
+        s2.recv_until(queued).await;
+        // Both grab it at once.
+        let take = ClientFrame::Take { conversation: conv };
+        tokio::join!(s1.send(&take), s2.send(&take));
+        let outcome = |f: &ServerFrame| {
+            matches!(f, ServerFrame::Error(_)) || matches!(f, ServerFrame::Conversation(u) if u.conversation == conv && u.state == ConversationState::Assigned)
+        };
+        let ((f1, _), (f2, _)) = tokio::join!(s1.recv_until(outcome), s2.recv_until(outcome));
+        let won = |f: &ServerFrame, me: AgentId| matches!(f, ServerFrame::Conversation(u) if u.agent == Some(me));
+        let lost = |f: &ServerFrame, me: AgentId| {
+            matches!(f, ServerFrame::Error(e) if e.code == ErrorCode::CONVERSATION_NOT_FOUND)
+                || matches!(f, ServerFrame::Conversation(u) if u.agent.is_some() && u.agent != Some(me))
+        };
+        let (w1, w2) = (won(&f1, a1), won(&f2, a2));
+        assert!(w1 ^ w2, "round {round}: exactly one winner: {f1:?} / {f2:?}");
+        assert!(if w1 { lost(&f2, a2) } else { lost(&f1, a1) }, "round {round}: the loser is told: {f1:?} / {f2:?}");
+        let (winner, conn) = if w1 { (a1, &mut s1) } else { (a2, &mut s2) };
+        assert_eq!(conn.messages(conv, 1).await[0].body, format!("round {round}"), "{winner} gets the chat");
+        conn.send(&ClientFrame::Close { conversation: conv }).await;
+    }
+}
+
+#[tokio::test]
+async fn a_vip_waits_ahead_of_visitors_who_came_earlier() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    let (_, token) = create_agent(&node, t.id, 1);
+    let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
+    let (mut first, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (busy, _) = first.send_accepted(1, None, "I am being served").await;
+    assert_eq!(assigned(&mut agent).await, busy);
+    let (mut normal, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (normal_conv, _) = normal.send_accepted(1, None, "normal, earlier").await;
+    let (mut vip, w) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let Participant::Visitor(vip_id) = w.identity else { panic!() };
+    let p = put(&node, &t, format!("/v1/tenants/{}/visitors/{}/profile", t.id.0, vip_id.0), serde_json::json!({"vip": true, "attributes": {"name": "Ada"}}));
+    assert_eq!(p["vip"], true);
+    let (vip_conv, _) = vip.send_accepted(1, None, "vip, later").await;
+    agent.send(&ClientFrame::Close { conversation: busy }).await;
+    assert_eq!(assigned(&mut agent).await, vip_conv, "the VIP goes before {normal_conv}");
+}
