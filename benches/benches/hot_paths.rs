@@ -90,6 +90,7 @@ fn group_commit(c: &mut Criterion) {
                             sent_at_ms: 0,
                             origin: 0,
                             received_at: Instant::now(),
+                            webhook: None,
                         })
                     })
                     .collect();

@@ -48,6 +48,16 @@ pub struct Config {
     pub store_max_batch_ops: usize,
     /// Session arbiters (threads); 0 means one per core.
     pub workers: usize,
+    /// First webhook retry delay, ms (doubles per attempt).
+    pub webhook_retry_base_ms: u64,
+    /// Longest webhook retry delay, ms.
+    pub webhook_retry_max_ms: u64,
+    /// Timeout of one webhook request, seconds.
+    pub webhook_timeout_secs: u32,
+    /// How often the outbox is scanned, ms.
+    pub webhook_poll_ms: u32,
+    /// A message to a visitor unacknowledged this long triggers `push.requested`, seconds.
+    pub push_after_secs: u32,
     /// Seconds to drain connections on SIGTERM before exiting.
     pub shutdown_grace_secs: u32,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
@@ -74,6 +84,11 @@ impl Default for Config {
             quic_key: None,
             store_max_batch_ops: 4096,
             workers: 0,
+            webhook_retry_base_ms: 1000,
+            webhook_retry_max_ms: 300_000,
+            webhook_timeout_secs: 5,
+            webhook_poll_ms: 200,
+            push_after_secs: 30,
             shutdown_grace_secs: 10,
             log: "info".into(),
         }
@@ -119,6 +134,12 @@ pub struct ConfigArgs {
     /// Seconds an offline agent keeps its chats [default: 60].
     #[arg(long, env = "SWITCHBOARD_AGENT_GRACE_SECS")]
     pub agent_grace_secs: Option<u32>,
+    /// First webhook retry delay, ms [default: 1000].
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_RETRY_BASE_MS")]
+    pub webhook_retry_base_ms: Option<u64>,
+    /// Seconds before an unread message to a visitor triggers push.requested [default: 30].
+    #[arg(long, env = "SWITCHBOARD_PUSH_AFTER_SECS")]
+    pub push_after_secs: Option<u32>,
     /// Session worker threads, 0 = one per core [default: 0].
     #[arg(long, env = "SWITCHBOARD_WORKERS")]
     pub workers: Option<usize>,
@@ -195,7 +216,7 @@ impl Config {
             ($($field:ident),*) => { $(if let Some(v) = a.$field { cfg.$field = v; })* };
         }
         set!(data_dir, http_addr, tcp_addr, quic_addr, tcp_heartbeat_secs, quic_heartbeat_secs, max_frame_len,
-             max_message_len, outbound_queue_bytes, agent_grace_secs, workers, log);
+             max_message_len, outbound_queue_bytes, agent_grace_secs, webhook_retry_base_ms, push_after_secs, workers, log);
         if a.admin_token.is_some() {
             cfg.admin_token = a.admin_token;
         }
@@ -264,6 +285,14 @@ impl Config {
         );
         check((1..=10_000).contains(&self.default_agent_capacity), "default_agent_capacity", format!("{} is not in 1..=10000", self.default_agent_capacity));
         check(self.agent_grace_secs <= 86_400, "agent_grace_secs", format!("{} is more than a day", self.agent_grace_secs));
+        check(
+            (10..=3_600_000).contains(&self.webhook_retry_base_ms) && self.webhook_retry_base_ms <= self.webhook_retry_max_ms,
+            "webhook_retry_base_ms",
+            format!("{} must be in 10..=3600000 and at most webhook_retry_max_ms", self.webhook_retry_base_ms),
+        );
+        check((1..=120).contains(&self.webhook_timeout_secs), "webhook_timeout_secs", format!("{} is not in 1..=120", self.webhook_timeout_secs));
+        check((10..=60_000).contains(&self.webhook_poll_ms), "webhook_poll_ms", format!("{} is not in 10..=60000", self.webhook_poll_ms));
+        check((1..=86_400).contains(&self.push_after_secs), "push_after_secs", format!("{} is not in 1..=86400", self.push_after_secs));
         check(self.store_max_batch_ops >= 1, "store_max_batch_ops", "must be at least 1".into());
         check(self.workers <= 256, "workers", format!("{} is more than 256", self.workers));
         check(self.quic_cert.is_some() == self.quic_key.is_some(), "quic_cert", "quic_cert and quic_key must be set together".into());

@@ -24,6 +24,8 @@ pub struct NodeContext {
     /// Tenant routers.
     pub routers: Routers,
     ready: AtomicBool,
+    /// Client connections being served (until their writer has flushed).
+    pub connections: std::sync::atomic::AtomicUsize,
 }
 
 impl NodeContext {
@@ -31,7 +33,7 @@ impl NodeContext {
     pub fn new(config: Config, store: Arc<Store>, directory: Arc<Directory>, registry: Arc<Registry>, routers: Routers) -> Self {
         let codec = FrameCodec::new(config.max_frame_len);
         let log: Arc<dyn ConversationLog> = store.clone();
-        NodeContext { config, codec, store, log, directory, registry, routers, ready: AtomicBool::new(false) }
+        NodeContext { config, codec, store, log, directory, registry, routers, ready: AtomicBool::new(false), connections: Default::default() }
     }
 
     /// Whether the node serves clients (false before start-up completes and while shutting down).

@@ -34,6 +34,7 @@
 pub mod api;
 pub mod config;
 pub mod context;
+pub mod integration;
 pub mod metrics;
 pub mod node;
 pub mod routing;

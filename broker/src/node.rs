@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::context::{Ctx, NodeContext};
 use crate::routing::{Directory, Dispatcher, Registry, Routers};
 use crate::session::SessionEvent;
+use crate::integration::webhooks::WebhookWorker;
 use crate::transport::{quic, tcp, Workers};
 use anyhow::Context as _;
 use rand::RngCore;
@@ -40,6 +41,7 @@ pub struct RunningNode {
     stop: watch::Sender<bool>,
     http: actix_web::dev::ServerHandle,
     arbiters: Vec<actix::Arbiter>,
+    webhooks: WebhookWorker,
 }
 
 /// The admin token: configured, or kept in `DATA_DIR/admin-token` (created on first start).
@@ -84,7 +86,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     // loaded from that store: open with an empty directory, then fill it.
     let directory = Arc::new(Directory::default());
     let registry = Arc::new(Registry::default());
-    let dispatcher = Arc::new(Dispatcher::new(directory.clone(), registry.clone(), FrameCodec::new(config.max_frame_len)));
+    let (push_tx, push_rx) = std::sync::mpsc::channel();
+    let push_after_ms = config.push_after_secs as u64 * 1000;
+    let dispatcher = Arc::new(Dispatcher::new(directory.clone(), registry.clone(), FrameCodec::new(config.max_frame_len), push_tx, push_after_ms));
     let db_path: PathBuf = config.data_dir.join("db");
     let store = Store::open(&db_path, StoreOptions { max_batch_ops: config.store_max_batch_ops, sync: true }, dispatcher)
         .with_context(|| format!("opening store {}", db_path.display()))?;
@@ -132,6 +136,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let http_handle = http.handle();
     actix_rt::spawn(http);
 
+    let webhooks = WebhookWorker::start(ctx.clone(), push_rx).context("starting the webhook worker")?;
     let (stop, stop_rx) = watch::channel(false);
     actix_rt::spawn(tcp::accept_loop(tcp_listener, ctx.clone(), workers.clone(), stop_rx.clone()));
     actix_rt::spawn(quic::accept_loop(quic_endpoint, ctx.clone(), workers.clone(), stop_rx.clone()));
@@ -151,7 +156,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     write_file_private(&config.data_dir.join("ports.json"), ports.to_string().as_bytes())?;
     ctx.set_ready(true);
     tracing::info!(http = %addrs.http, tcp = %addrs.tcp, quic = %addrs.quic, data_dir = %config.data_dir.display(), "switchboard node ready");
-    Ok(RunningNode { ctx, addrs, admin_token, stop, http: http_handle, arbiters })
+    Ok(RunningNode { ctx, addrs, admin_token, stop, http: http_handle, arbiters, webhooks })
 }
 
 impl RunningNode {
@@ -165,10 +170,13 @@ impl RunningNode {
             session.do_send(SessionEvent::GoAway { reason: "node shutting down".into() });
         }
         let deadline = Instant::now() + Duration::from_secs(self.ctx.config.shutdown_grace_secs as u64);
-        while !self.ctx.registry.is_empty() && Instant::now() < deadline {
+        // Connections end once their writer flushed the GoAway.
+        while self.ctx.connections.load(std::sync::atomic::Ordering::Acquire) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.http.stop(true).await;
+        let mut webhooks = self.webhooks;
+        let _ = tokio::task::spawn_blocking(move || webhooks.stop()).await;
         let store = self.ctx.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
         for a in &self.arbiters {

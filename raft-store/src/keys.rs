@@ -13,8 +13,18 @@ pub const CF_CURSORS: &str = "cursors";
 pub const CF_CONVERSATIONS: &str = "conversations";
 /// Column family of tenants, agents, tokens, verified visitors and counters.
 pub const CF_DIRECTORY: &str = "directory";
+/// Column family of the webhook outbox: pending events, then delivered ones.
+pub const CF_OUTBOX: &str = "outbox";
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 5] = [CF_MESSAGES, CF_IDEMPOTENCY, CF_CURSORS, CF_CONVERSATIONS, CF_DIRECTORY];
+pub const ALL_CFS: [&str; 6] = [CF_MESSAGES, CF_IDEMPOTENCY, CF_CURSORS, CF_CONVERSATIONS, CF_DIRECTORY, CF_OUTBOX];
+
+/// `outbox` key: 0 for pending, 1 for delivered, then the event id.
+pub fn outbox_key(delivered: bool, id: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = delivered as u8;
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
 
 /// Directory key tags.
 pub(crate) mod tag {
@@ -28,6 +38,7 @@ pub(crate) mod tag {
     pub const BOT: u8 = 8;
     pub const KNOWLEDGE: u8 = 9;
     pub const PROFILE: u8 = 10;
+    pub const WEBHOOK: u8 = 11;
 }
 
 /// `messages` key: conversation, seq.
@@ -144,6 +155,13 @@ pub fn profile_key(tenant: TenantId, visitor: VisitorId) -> Vec<u8> {
     let mut k = vec![tag::PROFILE];
     k.extend_from_slice(&tenant.0.to_be_bytes());
     k.extend_from_slice(&visitor.0.to_be_bytes());
+    k
+}
+
+/// `directory` key of a tenant's webhook settings.
+pub fn webhook_key(tenant: TenantId) -> Vec<u8> {
+    let mut k = vec![tag::WEBHOOK];
+    k.extend_from_slice(&tenant.0.to_be_bytes());
     k
 }
 

@@ -30,8 +30,8 @@ mod writer;
 pub use error::StoreError;
 pub use log::{AppendFuture, AppendOutcome, AppendRequest, CommitListener, Committed, ConversationLog};
 pub use records::{
-    AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, KnowledgeRecord, MenuItemRecord, Strategy, TenantRecord,
-    VisitorProfileRecord,
+    AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, KnowledgeRecord, MenuItemRecord, OutboxRecord, Strategy,
+    TenantRecord, VisitorProfileRecord, WebhookEvent, WebhookRecord,
 };
 pub use store::{Store, StoreOptions};
 pub use switchboard_protocol::ChatMessage;

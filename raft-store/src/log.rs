@@ -28,6 +28,8 @@ pub struct AppendRequest {
     pub origin: u64,
     /// When the node received it, for latency metrics.
     pub received_at: Instant,
+    /// Queue a `message.created` webhook for this tenant in the same batch.
+    pub webhook: Option<switchboard_protocol::TenantId>,
 }
 
 /// Result of an append.

@@ -125,6 +125,66 @@ pub struct KnowledgeRecord {
     pub answer: String,
 }
 
+/// Where a tenant's webhooks go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// `http://host:port/path` receiving every event (signed with the tenant's signing secret).
+    pub url: String,
+    /// Where `push.requested` goes instead, if set (the tenant's push service).
+    pub push_url: Option<String>,
+}
+
+/// An event for a tenant's webhook.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WebhookEvent {
+    /// `conversation.created` / `.queued` / `.assigned` / `.closed`, with the record then.
+    Conversation {
+        /// The event name.
+        kind: String,
+        /// The conversation as it became.
+        record: ConversationRecord,
+    },
+    /// `message.created`: the message is read from the log when delivered.
+    MessageCreated {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The message.
+        seq: u64,
+    },
+    /// `push.requested`: a visitor has not acknowledged `seq` on any device in time.
+    PushRequested {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The visitor to reach.
+        visitor: VisitorId,
+        /// The first message not acknowledged.
+        seq: u64,
+    },
+}
+
+/// One webhook event in the durable outbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    /// Event id, increasing; receivers deduplicate by it.
+    pub id: u64,
+    /// The tenant.
+    pub tenant: TenantId,
+    /// What happened.
+    pub event: WebhookEvent,
+    /// When it happened, ms since the epoch.
+    pub created_at_ms: u64,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Not before this time, ms since the epoch.
+    pub next_attempt_at_ms: u64,
+    /// Set once a receiver answered 2xx.
+    pub delivered_at_ms: Option<u64>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+}
+
 /// What an agent token (stored by digest) stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentTokenRecord {

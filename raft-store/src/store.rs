@@ -3,7 +3,10 @@
 use crate::error::StoreError;
 use crate::keys::*;
 use crate::log::{AppendFuture, AppendRequest, CommitListener, ConversationLog};
-use crate::records::{self, AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, KnowledgeRecord, TenantRecord, VisitorProfileRecord};
+use crate::records::{
+    self, AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, KnowledgeRecord, OutboxRecord, TenantRecord, VisitorProfileRecord,
+    WebhookEvent, WebhookRecord,
+};
 use crate::writer::{Put, WriteOp, Writer};
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, DB};
 use std::path::Path;
@@ -37,6 +40,7 @@ pub(crate) mod counters {
     pub const AGENT: &str = "agent";
     pub const GROUP: &str = "group";
     pub const KNOWLEDGE: &str = "knowledge";
+    pub const OUTBOX: &str = "outbox";
 }
 
 /// Kinds of id the store hands out durably.
@@ -151,23 +155,72 @@ impl Store {
     }
 
     fn put(&self, puts: Vec<Put>, bump: Option<(&'static str, u64)>) -> Durable<()> {
+        self.put_with_events(puts, bump, Vec::new())
+    }
+
+    fn put_with_events(&self, puts: Vec<Put>, bump: Option<(&'static str, u64)>, events: Vec<(TenantId, WebhookEvent)>) -> Durable<()> {
         let (reply, rx) = oneshot::channel();
-        self.send(WriteOp::Put { puts, bump, reply });
+        self.send(WriteOp::Put { puts, bump, events, reply });
         rx
+    }
+
+    /// Queues webhook events durably (each gets the next event id).
+    pub fn enqueue_events(&self, events: Vec<(TenantId, WebhookEvent)>) -> Durable<()> {
+        self.put_with_events(Vec::new(), None, events)
+    }
+
+    /// Pending webhook events, oldest first.
+    pub fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxRecord>, StoreError> {
+        let mut v = self.scan_prefix(CF_OUTBOX, &[0], |_, v| records::decode("outbox", v))?;
+        v.truncate(limit);
+        Ok(v)
+    }
+
+    /// A tenant's webhook events, pending first, then delivered, oldest first.
+    pub fn outbox_of(&self, tenant: TenantId, limit: usize) -> Result<Vec<OutboxRecord>, StoreError> {
+        let mut all: Vec<OutboxRecord> = self.scan_prefix(CF_OUTBOX, &[], |_, v| records::decode("outbox", v))?;
+        all.retain(|r| r.tenant == tenant);
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// Records an attempt: a delivered event moves to the delivered part of the outbox.
+    pub fn update_outbox(&self, record: &OutboxRecord) -> Durable<()> {
+        let delivered = record.delivered_at_ms.is_some();
+        let mut puts = vec![Put { cf: CF_OUTBOX, key: outbox_key(delivered, record.id).to_vec(), value: Some(records::encode(record)) }];
+        if delivered {
+            puts.push(Put { cf: CF_OUTBOX, key: outbox_key(false, record.id).to_vec(), value: None });
+        }
+        self.put(puts, None)
+    }
+
+    /// Writes a tenant's webhook settings durably.
+    pub fn put_webhook(&self, record: &WebhookRecord) -> Durable<()> {
+        self.put(vec![Put { cf: CF_DIRECTORY, key: webhook_key(record.tenant), value: Some(records::encode(record)) }], None)
+    }
+
+    /// Every tenant's webhook settings.
+    pub fn webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
+        self.scan_prefix(CF_DIRECTORY, &[tag::WEBHOOK], |_, v| records::decode("webhook", v))
+    }
+
+    /// Writes a conversation record and queues webhook events with it, atomically.
+    pub fn put_conversation_with_events(&self, record: &ConversationRecord, events: Vec<(TenantId, WebhookEvent)>) -> Durable<()> {
+        let put = Put { cf: CF_CONVERSATIONS, key: conversation_key(record.id).to_vec(), value: Some(records::encode(record)) };
+        self.put_with_events(vec![put], Some((counters::CONVERSATION, record.id.0)), events)
     }
 
     /// Writes a conversation record durably.
     pub fn put_conversation(&self, record: &ConversationRecord) -> Durable<()> {
-        let put = Put { cf: CF_CONVERSATIONS, key: conversation_key(record.id).to_vec(), value: records::encode(record) };
-        self.put(vec![put], Some((counters::CONVERSATION, record.id.0)))
+        self.put_conversation_with_events(record, Vec::new())
     }
 
     /// Writes a tenant and its API key digest durably.
     pub fn put_tenant(&self, record: &TenantRecord) -> Durable<()> {
         self.put(
             vec![
-                Put { cf: CF_DIRECTORY, key: tenant_key(record.id), value: records::encode(record) },
-                Put { cf: CF_DIRECTORY, key: api_key_key(&record.api_key_digest), value: record.id.0.to_be_bytes().to_vec() },
+                Put { cf: CF_DIRECTORY, key: tenant_key(record.id), value: Some(records::encode(record)) },
+                Put { cf: CF_DIRECTORY, key: api_key_key(&record.api_key_digest), value: Some(record.id.0.to_be_bytes().to_vec()) },
             ],
             None,
         )
@@ -175,12 +228,12 @@ impl Store {
 
     /// Writes an agent durably.
     pub fn put_agent(&self, record: &AgentRecord) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: agent_key(record.tenant, record.id), value: records::encode(record) }], None)
+        self.put(vec![Put { cf: CF_DIRECTORY, key: agent_key(record.tenant, record.id), value: Some(records::encode(record)) }], None)
     }
 
     /// Writes a skill group durably.
     pub fn put_group(&self, record: &GroupRecord) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: group_key(record.tenant, record.id), value: records::encode(record) }], None)
+        self.put(vec![Put { cf: CF_DIRECTORY, key: group_key(record.tenant, record.id), value: Some(records::encode(record)) }], None)
     }
 
     /// Every skill group of every tenant.
@@ -190,7 +243,7 @@ impl Store {
 
     /// Writes a tenant's bot settings durably.
     pub fn put_bot(&self, record: &BotRecord) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: bot_key(record.tenant), value: records::encode(record) }], None)
+        self.put(vec![Put { cf: CF_DIRECTORY, key: bot_key(record.tenant), value: Some(records::encode(record)) }], None)
     }
 
     /// Every tenant's bot settings.
@@ -200,7 +253,7 @@ impl Store {
 
     /// Writes a knowledge-base entry durably.
     pub fn put_knowledge(&self, record: &KnowledgeRecord) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: knowledge_key(record.tenant, record.id), value: records::encode(record) }], None)
+        self.put(vec![Put { cf: CF_DIRECTORY, key: knowledge_key(record.tenant, record.id), value: Some(records::encode(record)) }], None)
     }
 
     /// Every knowledge-base entry of every tenant.
@@ -210,7 +263,7 @@ impl Store {
 
     /// Writes a visitor profile durably.
     pub fn put_profile(&self, record: &VisitorProfileRecord) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: profile_key(record.tenant, record.visitor), value: records::encode(record) }], None)
+        self.put(vec![Put { cf: CF_DIRECTORY, key: profile_key(record.tenant, record.visitor), value: Some(records::encode(record)) }], None)
     }
 
     /// Every visitor profile.
@@ -220,7 +273,7 @@ impl Store {
 
     /// Writes an agent token (by digest) durably.
     pub fn put_agent_token(&self, digest: &[u8; 32], record: &AgentTokenRecord) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: agent_token_key(digest), value: records::encode(record) }], None)
+        self.put(vec![Put { cf: CF_DIRECTORY, key: agent_token_key(digest), value: Some(records::encode(record)) }], None)
     }
 
     fn scan_prefix<T>(&self, cf: &'static str, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {

@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Instant;
-use switchboard_protocol::{ChatMessage, ConversationId, Participant, VisitorId};
+use crate::records::{OutboxRecord, WebhookEvent};
+use switchboard_protocol::{ChatMessage, ConversationId, Participant, TenantId, VisitorId};
 use tokio::sync::oneshot;
 
 /// Above this many cached conversations the seq cache is dropped and rebuilt lazily.
@@ -24,13 +25,19 @@ const SEQ_CACHE_LIMIT: usize = 1 << 20;
 pub(crate) struct Put {
     pub cf: &'static str,
     pub key: Vec<u8>,
-    pub value: Vec<u8>,
+    /// `None` deletes the key.
+    pub value: Option<Vec<u8>>,
 }
 
 pub(crate) enum WriteOp {
     Append { request: AppendRequest, reply: oneshot::Sender<Result<AppendOutcome, StoreError>> },
     Ack { conversation: ConversationId, reader: Participant, seq: u64 },
-    Put { puts: Vec<Put>, bump: Option<(&'static str, u64)>, reply: oneshot::Sender<Result<(), StoreError>> },
+    Put {
+        puts: Vec<Put>,
+        bump: Option<(&'static str, u64)>,
+        events: Vec<(TenantId, WebhookEvent)>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
     AllocateId { counter: &'static str, reply: oneshot::Sender<Result<u64, StoreError>> },
     ResolveVisitor { key: Vec<u8>, reply: oneshot::Sender<Result<VisitorId, StoreError>> },
     Barrier { reply: oneshot::Sender<Result<(), StoreError>> },
@@ -233,6 +240,12 @@ impl Writer {
                 };
                 batch.put_cf(messages_cf, message_key(request.conversation, seq), records::encode(&message));
                 batch.put_cf(idem_cf, key, seq.to_be_bytes());
+                if let Some(tenant) = request.webhook {
+                    let event = WebhookEvent::MessageCreated { conversation: request.conversation, seq };
+                    if let Err(e) = self.outbox(overlay, batch, tenant, event) {
+                        tracing::warn!(error = %e, "cannot queue message.created webhook");
+                    }
+                }
                 overlay.seq.insert(request.conversation, seq);
                 overlay.idempotency.insert(key, seq);
                 replies.push(Reply::Append(reply, AppendOutcome::Committed { seq }));
@@ -259,11 +272,17 @@ impl Writer {
                     }
                 }
             }
-            WriteOp::Put { puts, bump, reply } => {
+            WriteOp::Put { puts, bump, events, reply } => {
                 for p in &puts {
-                    match cf(&self.db, p.cf) {
-                        Ok(c) => batch.put_cf(c, &p.key, &p.value),
-                        Err(e) => return Err((WriteOp::Put { puts, bump, reply }, e)),
+                    match (cf(&self.db, p.cf), &p.value) {
+                        (Ok(c), Some(v)) => batch.put_cf(c, &p.key, v),
+                        (Ok(c), None) => batch.delete_cf(c, &p.key),
+                        (Err(e), _) => return Err((WriteOp::Put { puts, bump, events, reply }, e)),
+                    }
+                }
+                for (tenant, event) in &events {
+                    if let Err(e) = self.outbox(overlay, batch, *tenant, event.clone()) {
+                        return Err((WriteOp::Put { puts, bump, events, reply }, e));
                     }
                 }
                 if let Some((name, value)) = bump {
@@ -275,7 +294,7 @@ impl Writer {
                             }
                         }
                         Ok(_) => {}
-                        Err(e) => return Err((WriteOp::Put { puts, bump, reply }, e)),
+                        Err(e) => return Err((WriteOp::Put { puts, bump, events, reply }, e)),
                     }
                 }
                 replies.push(Reply::Unit(reply));
@@ -310,6 +329,15 @@ impl Writer {
             WriteOp::Barrier { reply } => replies.push(Reply::Unit(reply)),
             WriteOp::Shutdown => *shutdown = true,
         }
+        Ok(())
+    }
+
+    /// Adds a pending webhook event to the batch.
+    fn outbox(&mut self, overlay: &mut Overlay, batch: &mut WriteBatch, tenant: TenantId, event: WebhookEvent) -> Result<(), StoreError> {
+        let id = self.allocate(overlay, batch, counters::OUTBOX)?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let record = OutboxRecord { id, tenant, event, created_at_ms: now, attempts: 0, next_attempt_at_ms: now, delivered_at_ms: None, last_error: None };
+        batch.put_cf(cf(&self.db, CF_OUTBOX)?, outbox_key(false, id), records::encode(&record));
         Ok(())
     }
 

@@ -25,6 +25,7 @@ fn request(conv: u64, sender: Participant, cmid: u64, body: &str) -> AppendReque
         sent_at_ms: 1,
         origin: 0,
         received_at: Instant::now(),
+        webhook: None,
     }
 }
 

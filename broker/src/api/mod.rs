@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use switchboard_protocol::auth::secret_digest;
 use switchboard_protocol::{AgentId, ConversationId, ConversationState, GroupId, TenantId, VisitorId};
 use switchboard_raft_store::store::{durable, IdKind};
-use switchboard_raft_store::{AgentRecord, AgentTokenRecord, BotRecord, ConversationLog, ConversationRecord, GroupRecord, KnowledgeRecord, MenuItemRecord, Strategy, TenantRecord, VisitorProfileRecord};
+use switchboard_raft_store::{AgentRecord, AgentTokenRecord, BotRecord, ConversationLog, ConversationRecord, GroupRecord, KnowledgeRecord, MenuItemRecord, Strategy, TenantRecord, VisitorProfileRecord,
+    WebhookRecord};
 
 /// Longest display name accepted.
 const MAX_NAME_LEN: usize = 200;
@@ -137,6 +138,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/tenants/{tenant}/groups/{group}", web::put().to(update_group))
         .route("/v1/tenants/{tenant}/visitors/{visitor}/profile", web::put().to(put_profile))
         .route("/v1/tenants/{tenant}/visitors/{visitor}/profile", web::get().to(get_profile))
+        .route("/v1/tenants/{tenant}/webhook", web::put().to(put_webhook))
+        .route("/v1/tenants/{tenant}/webhook", web::get().to(get_webhook))
+        .route("/v1/tenants/{tenant}/webhook/deliveries", web::get().to(webhook_deliveries))
         .route("/v1/tenants/{tenant}/bot", web::put().to(put_bot))
         .route("/v1/tenants/{tenant}/bot", web::get().to(get_bot))
         .route("/v1/tenants/{tenant}/knowledge", web::post().to(create_knowledge))
@@ -380,6 +384,45 @@ async fn agent_stats(req: HttpRequest, state: web::Data<ApiState>, path: web::Pa
     })
     .await??;
     Ok(HttpResponse::Ok().json(stats))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookBody {
+    url: String,
+    push_url: Option<String>,
+}
+
+fn check_url(url: &str) -> Result<(), ApiError> {
+    if !url.starts_with("http://") || url.len() > 2000 || url.len() < 8 {
+        return Err(ApiError::BadRequest(format!("{url:?}: an http:// URL is required (terminate TLS in a proxy)")));
+    }
+    Ok(())
+}
+
+async fn put_webhook(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<u64>, body: web::Json<WebhookBody>) -> Result<HttpResponse, ApiError> {
+    let tenant = Caller::for_tenant(&req, &state, TenantId(path.into_inner()))?;
+    check_url(&body.url)?;
+    if let Some(p) = &body.push_url {
+        check_url(p)?;
+    }
+    let record = WebhookRecord { tenant: tenant.id, url: body.url.clone(), push_url: body.push_url.clone() };
+    durable(state.ctx.store.put_webhook(&record)).await?;
+    state.ctx.directory.set_webhook(record.clone());
+    Ok(HttpResponse::Ok().json(record))
+}
+
+async fn get_webhook(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+    let tenant = Caller::for_tenant(&req, &state, TenantId(path.into_inner()))?;
+    state.ctx.directory.webhook(tenant.id).map(|w| HttpResponse::Ok().json(w)).ok_or_else(|| ApiError::NotFound("webhook".into()))
+}
+
+async fn webhook_deliveries(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+    let tenant = Caller::for_tenant(&req, &state, TenantId(path.into_inner()))?;
+    let store = state.ctx.store.clone();
+    let id = tenant.id;
+    let records = web::block(move || store.outbox_of(id, MAX_LIMIT)).await??;
+    Ok(HttpResponse::Ok().json(records))
 }
 
 #[derive(Deserialize)]

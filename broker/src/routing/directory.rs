@@ -6,7 +6,7 @@ use std::sync::Arc;
 use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, Participant, TenantId, VisitorId};
 use switchboard_raft_store::{
     AgentRecord, AgentTokenRecord, BotRecord, ConversationLog, ConversationRecord, GroupRecord, KnowledgeRecord, Store, StoreError, TenantRecord,
-    VisitorProfileRecord,
+    VisitorProfileRecord, WebhookRecord,
 };
 
 /// A conversation that is queued or assigned.
@@ -47,6 +47,7 @@ pub struct Directory {
     bots: DashMap<TenantId, BotRecord>,
     knowledge: DashMap<(TenantId, u64), KnowledgeRecord>,
     profiles: DashMap<(TenantId, VisitorId), VisitorProfileRecord>,
+    webhooks: DashMap<TenantId, WebhookRecord>,
     conversations: DashMap<ConversationId, ConversationEntry>,
     visitor_open: DashMap<(TenantId, VisitorId), ConversationId>,
 }
@@ -63,6 +64,9 @@ impl Directory {
         }
         for g in store.groups()? {
             dir.groups.insert((g.tenant, g.id), g);
+        }
+        for w in store.webhooks()? {
+            dir.webhooks.insert(w.tenant, w);
         }
         for p in store.profiles()? {
             dir.profiles.insert((p.tenant, p.visitor), p);
@@ -100,6 +104,9 @@ impl Directory {
         }
         for (k, v) in other.groups {
             self.groups.insert(k, v);
+        }
+        for (k, v) in other.webhooks {
+            self.webhooks.insert(k, v);
         }
         for (k, v) in other.profiles {
             self.profiles.insert(k, v);
@@ -176,6 +183,16 @@ impl Directory {
         let mut v: Vec<_> = self.groups.iter().filter(|g| g.tenant == tenant).map(|g| g.clone()).collect();
         v.sort_by_key(|g| g.id);
         v
+    }
+
+    /// Sets a tenant's webhook.
+    pub fn set_webhook(&self, w: WebhookRecord) {
+        self.webhooks.insert(w.tenant, w);
+    }
+
+    /// A tenant's webhook settings.
+    pub fn webhook(&self, tenant: TenantId) -> Option<WebhookRecord> {
+        self.webhooks.get(&tenant).map(|w| w.clone())
     }
 
     /// Sets a visitor's profile.

@@ -1,6 +1,7 @@
 //! From the store's commit to every live connection that should see the message.
 
 use crate::routing::{Directory, Registry};
+use crate::integration::webhooks::PushCheck;
 use crate::session::SessionEvent;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -14,12 +15,20 @@ pub struct Dispatcher {
     directory: Arc<Directory>,
     registry: Arc<Registry>,
     codec: FrameCodec,
+    push: std::sync::Mutex<std::sync::mpsc::Sender<PushCheck>>,
+    push_after_ms: u64,
 }
 
 impl Dispatcher {
     /// A dispatcher over the node's directory and registry.
-    pub fn new(directory: Arc<Directory>, registry: Arc<Registry>, codec: FrameCodec) -> Self {
-        Dispatcher { directory, registry, codec }
+    pub fn new(
+        directory: Arc<Directory>,
+        registry: Arc<Registry>,
+        codec: FrameCodec,
+        push: std::sync::mpsc::Sender<PushCheck>,
+        push_after_ms: u64,
+    ) -> Self {
+        Dispatcher { directory, registry, codec, push: std::sync::Mutex::new(push), push_after_ms }
     }
 }
 
@@ -40,6 +49,22 @@ impl CommitListener for Dispatcher {
             };
             let event = SessionEvent::Deliver { message: Arc::new(msg.clone()), origin: c.origin, frame, received_at: c.received_at };
             let mut origin_seen = false;
+            if let Some(e) = entry.filter(|e| msg.sender != Participant::Visitor(e.record.visitor)) {
+                // Someone wrote to the visitor: if the tenant takes push requests, check
+                // later whether any of the visitor's devices read it.
+                if self.directory.webhook(e.record.tenant).is_some() {
+                    let check = PushCheck {
+                        due_ms: crate::context::now_ms() + self.push_after_ms,
+                        tenant: e.record.tenant,
+                        conversation: msg.conversation,
+                        visitor: e.record.visitor,
+                        seq: msg.seq,
+                    };
+                    if let Ok(tx) = self.push.lock() {
+                        let _ = tx.send(check);
+                    }
+                }
+            }
             if let Some(entry) = entry {
                 let mut participants = vec![Participant::Visitor(entry.record.visitor)];
                 participants.extend(entry.record.agent.map(Participant::Agent));

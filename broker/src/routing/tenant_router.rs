@@ -15,7 +15,7 @@ use dashmap::DashMap;
 use std::collections::{BTreeMap, HashMap};
 use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, Participant, TenantId, VisitorId};
 use switchboard_raft_store::store::durable;
-use switchboard_raft_store::{AppendRequest, ConversationRecord};
+use switchboard_raft_store::{AppendRequest, ConversationRecord, WebhookEvent};
 use tokio::sync::oneshot;
 
 /// Why a routing request failed.
@@ -125,7 +125,7 @@ impl Handler<AgentReplied> for TenantRouter {
         let Some(mut rec) = self.records.get(&msg.conversation).copied() else { return };
         if rec.agent == Some(msg.agent) && rec.first_agent_reply_at_ms.is_none() {
             rec.first_agent_reply_at_ms = Some(msg.at_ms);
-            self.write_record(rec, false, ctx);
+            self.write_record(rec, false, &[], ctx);
         }
     }
 }
@@ -176,7 +176,7 @@ impl Handler<TakeConversation> for TenantRouter {
         rec.agent = Some(msg.agent);
         rec.state = ConversationState::Assigned;
         rec.assigned_at_ms = Some(now_ms());
-        self.persist(rec, ctx);
+        self.persist(rec, &["conversation.assigned"], ctx);
         Ok(())
     }
 }
@@ -268,13 +268,21 @@ impl TenantRouter {
     /// durable. Notifications are released strictly in the order of `persist` calls
     /// (an agent always hears of a closed chat before the chat that replaces it), even
     /// though the context may poll the write futures in any order.
-    fn persist(&mut self, rec: ConversationRecord, ctx: &mut Context<Self>) -> oneshot::Receiver<Result<(), RouteError>> {
-        self.write_record(rec, true, ctx)
+    fn persist(&mut self, rec: ConversationRecord, events: &[&'static str], ctx: &mut Context<Self>) -> oneshot::Receiver<Result<(), RouteError>> {
+        self.write_record(rec, true, events, ctx)
     }
 
     /// [`Self::persist`], optionally without telling the participants (a change they
     /// cannot see, such as a report timestamp).
-    fn write_record(&mut self, rec: ConversationRecord, announce: bool, ctx: &mut Context<Self>) -> oneshot::Receiver<Result<(), RouteError>> {
+    /// `events` are the webhook events (`conversation.*`) this write stands for; they
+    /// are queued in the same batch as the record.
+    fn write_record(
+        &mut self,
+        rec: ConversationRecord,
+        announce: bool,
+        events: &[&'static str],
+        ctx: &mut Context<Self>,
+    ) -> oneshot::Receiver<Result<(), RouteError>> {
         if rec.state == ConversationState::Closed {
             self.records.remove(&rec.id);
             self.open_by_visitor.remove(&rec.visitor);
@@ -282,7 +290,11 @@ impl TenantRouter {
             self.records.insert(rec.id, rec);
             self.open_by_visitor.insert(rec.visitor, rec.id);
         }
-        let write = self.ctx.store.put_conversation(&rec);
+        let events = match self.ctx.directory.webhook(self.tenant) {
+            Some(_) => events.iter().map(|kind| (self.tenant, WebhookEvent::Conversation { kind: (*kind).into(), record: rec })).collect(),
+            None => Vec::new(),
+        };
+        let write = self.ctx.store.put_conversation_with_events(&rec, events);
         let (tx, rx) = oneshot::channel();
         let seq = self.next_write;
         self.next_write += 1;
@@ -360,7 +372,7 @@ impl TenantRouter {
             rec.agent = None;
             rec.state = ConversationState::Queued;
             rec.queue_ticket = ticket;
-            self.persist(rec, ctx);
+            self.persist(rec, &["conversation.queued"], ctx);
         }
         let drained = self.pool.drain();
         self.apply(drained, ctx);
@@ -372,7 +384,7 @@ impl TenantRouter {
             rec.agent = Some(a.agent);
             rec.state = ConversationState::Assigned;
             rec.assigned_at_ms = Some(now_ms());
-            self.persist(rec, ctx);
+            self.persist(rec, &["conversation.assigned"], ctx);
         }
     }
 }
@@ -401,6 +413,7 @@ impl TenantRouter {
             sent_at_ms: now_ms(),
             origin: 0,
             received_at: std::time::Instant::now(),
+            webhook: self.ctx.directory.webhook(self.tenant).map(|_| self.tenant),
         };
         let append = self.ctx.log.append(request);
         actix::spawn(async move {
@@ -435,7 +448,8 @@ impl TenantRouter {
             Placement::Queued { .. } => rec.state = ConversationState::Queued,
         }
         ::metrics::counter!(metrics::BOT_HANDOFFS).increment(1);
-        self.persist(rec, ctx);
+        let event = if rec.state == ConversationState::Assigned { "conversation.assigned" } else { "conversation.queued" };
+        self.persist(rec, &[event], ctx);
     }
 }
 
@@ -514,7 +528,12 @@ impl Handler<OpenConversation> for TenantRouter {
             first_agent_reply_at_ms: None,
             closed_at_ms: None,
         };
-        let written = self.persist(rec, ctx);
+        let events: &[&'static str] = match state {
+            ConversationState::Assigned => &["conversation.created", "conversation.assigned"],
+            ConversationState::Queued => &["conversation.created", "conversation.queued"],
+            _ => &["conversation.created"],
+        };
+        let written = self.persist(rec, events, ctx);
         if let Some(bot) = bot {
             self.bot_says(id, bot::welcome(&bot));
         }
@@ -597,7 +616,7 @@ impl Handler<CloseConversation> for TenantRouter {
         rec.state = ConversationState::Closed;
         rec.closed_at_ms = Some(now_ms());
         let freed = self.pool.release(conversation);
-        let written = self.persist(rec, ctx);
+        let written = self.persist(rec, &["conversation.closed"], ctx);
         self.apply(freed, ctx);
         Box::pin(async move { written.await.unwrap_or(Err(RouteError::Unavailable)) }.into_actor(self))
     }

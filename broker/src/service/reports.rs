@@ -5,8 +5,9 @@
 //! - **wait**: from entering a queue (`queued_at`) to being assigned (`assigned_at`);
 //! - **first response**: from being assigned to the agent's first message in the
 //!   conversation (`first_agent_reply_at`, the `sent_at_ms` of that message);
-//! - **response**: from each visitor message that follows an agent's (or the start)
-//!   to the agent's next message;
+//! - **response**: from each run of visitor messages to the agent's next message; a
+//!   run that began before the assignment counts from the assignment (the agent could
+//!   not answer earlier);
 //! - **duration**: from being assigned to being closed.
 
 use serde::Serialize;
@@ -37,14 +38,15 @@ fn mean(values: &[u64]) -> Option<f64> {
 }
 
 /// Response delays of `agent` in one conversation's messages (in seq order): for each
-/// run of visitor messages, from its first message to the agent's next message.
-pub fn response_delays(messages: &[ChatMessage], agent: AgentId) -> Vec<u64> {
+/// run of visitor messages, from its first message (or `assigned_at`, if later) to the
+/// agent's next message.
+pub fn response_delays(messages: &[ChatMessage], agent: AgentId, assigned_at: u64) -> Vec<u64> {
     let mut out = Vec::new();
     let mut waiting_since: Option<u64> = None;
     for m in messages {
         match m.sender {
             Participant::Visitor(_) => {
-                waiting_since.get_or_insert(m.sent_at_ms);
+                waiting_since.get_or_insert(m.sent_at_ms.max(assigned_at));
             }
             Participant::Agent(a) if a == agent => {
                 if let Some(since) = waiting_since.take() {
@@ -72,9 +74,7 @@ pub fn agent_stats(agent: AgentId, conversations: &[(ConversationRecord, Vec<Cha
         if let (Some(a), Some(c)) = (r.assigned_at_ms, r.closed_at_ms) {
             dur.push(c.saturating_sub(a));
         }
-        let since_assignment: Vec<ChatMessage> =
-            messages.iter().filter(|m| r.assigned_at_ms.is_none_or(|a| m.sent_at_ms >= a)).cloned().collect();
-        resp.extend(response_delays(&since_assignment, agent));
+        resp.extend(response_delays(messages, agent, r.assigned_at_ms.unwrap_or(0)));
     }
     AgentStats {
         agent: agent.0,
@@ -128,15 +128,16 @@ mod tests {
         assert_eq!(stats.closed, 1);
         assert_eq!(stats.avg_wait_ms, Some((3000.0 + 1000.0) / 2.0));
         assert_eq!(stats.avg_first_response_ms, Some(1000.0));
-        // Visitor messages before the assignment (at 1000) are not the agent's to answer:
-        // only 6000 -> 9000 counts.
-        assert_eq!(stats.avg_response_ms, Some(3000.0));
+        // The visitor's first message (1000) waits from the assignment (4000) to 5000,
+        // the run 6000-7000 waits until 9000: (1000 + 3000) / 2.
+        assert_eq!(stats.avg_response_ms, Some(2000.0));
         assert_eq!(stats.avg_duration_ms, Some(16_000.0));
     }
 
     #[test]
     fn response_delays_count_each_run_of_visitor_messages_once() {
         let m = [msg(1, V, 0), msg(2, V, 10), msg(3, A, 30), msg(4, A, 40), msg(5, V, 50), msg(6, A, 55)];
-        assert_eq!(response_delays(&m, AgentId(9)), vec![30, 5]);
+        assert_eq!(response_delays(&m, AgentId(9), 0), vec![30, 5]);
+        assert_eq!(response_delays(&m, AgentId(9), 20), vec![10, 5], "a run begun before the assignment counts from it");
     }
 }

@@ -24,7 +24,7 @@ impl Actor for AgentSeat {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.core.register(ctx.address().recipient());
+        core::register(self, ctx);
         let router = self.core.ctx.routers.get(self.core.tenant, &self.core.ctx);
         let online = router.send(SeatOnline { agent: self.agent });
         ctx.wait(online.into_actor(self).map(|res, act, ctx| match res {

@@ -137,6 +137,17 @@ impl SessionCore {
     }
 }
 
+/// Registers a starting session; if the node is already shutting down (its broadcast
+/// may have run before this registration), says goodbye at once. Shutdown clears
+/// readiness before broadcasting, so no session slips between the two.
+pub fn register<A: SessionActor + Handler<SessionEvent>>(act: &mut A, ctx: &mut Context<A>) {
+    let core = act.core();
+    core.register(ctx.address().recipient());
+    if !core.ctx.is_ready() {
+        on_event(act, SessionEvent::GoAway { reason: "node shutting down".into() }, ctx);
+    }
+}
+
 /// Handles a frame (or the end of the stream) from the reader task.
 pub fn on_reader<A: SessionActor>(act: &mut A, msg: FromReader, ctx: &mut Context<A>) {
     match msg {
@@ -270,6 +281,7 @@ pub fn append<A: SessionActor>(act: &mut A, conversation: ConversationId, msg: S
         sent_at_ms,
         origin: core.conn,
         received_at: Instant::now(),
+        webhook: core.ctx.directory.webhook(core.tenant).map(|_| core.tenant),
     };
     let fut = core.ctx.log.append(request);
     ctx.spawn(fut.into_actor(act).map(move |res, act, ctx| {

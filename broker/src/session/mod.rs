@@ -102,7 +102,9 @@ where
     ::metrics::counter!(metrics::CONNECTIONS_OPENED, "transport" => transport.as_str()).increment(1);
     let gauge = ::metrics::gauge!(metrics::CONNECTIONS, "transport" => transport.as_str());
     gauge.increment(1.0);
-    run_connection(ctx, conn, reader, writer, transport).instrument(span).await;
+    ctx.connections.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    run_connection(ctx.clone(), conn, reader, writer, transport).instrument(span).await;
+    ctx.connections.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     gauge.decrement(1.0);
     drop(guard);
 }

@@ -24,7 +24,7 @@ impl Actor for VisitorSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.core.register(ctx.address().recipient());
+        core::register(self, ctx);
         let open = self.core.ctx.directory.open_conversation_of(self.core.tenant, self.visitor);
         let updates = open.and_then(|c| self.core.ctx.directory.conversation(c)).map(|e| e.update());
         core::follow(self, updates.into_iter().collect(), ctx);

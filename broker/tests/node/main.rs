@@ -11,3 +11,4 @@ mod isolation;
 mod operations;
 mod routing;
 mod slow_consumer;
+mod webhooks;

@@ -54,7 +54,7 @@ async fn sigterm_says_goaway_and_exits_cleanly() {
     let status = node.terminate();
     assert!(status.success(), "exit status {status}:\n{}", node.log());
     let frames = visitor.until_closed().await;
-    assert!(frames.iter().any(|f| matches!(f, ServerFrame::GoAway { .. })), "{frames:?}");
+    assert!(frames.iter().any(|f| matches!(f, ServerFrame::GoAway { .. })), "{frames:?}\n{}", node.log());
     node.assert_no_panic();
 }
 
