@@ -141,3 +141,51 @@ async fn an_agent_back_within_the_grace_period_keeps_its_chats_and_one_away_long
     let history = agent2.messages(c1, 1).await;
     assert_eq!(history[0].body, "first visitor", "the new agent sees the conversation so far");
 }
+
+#[tokio::test]
+async fn a_visitor_over_tcp_and_an_agent_over_quic_chat_both_ways() {
+    use switchboard_client::{connect_and_login, hello, ConnectOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    let (agent_id, token) = create_agent(&node, t.id, 5);
+
+    // The agent's console speaks QUIC, pinning the node's self-signed certificate.
+    let (mut agent, aw) = connect_and_login(&ConnectOptions::quic(node.quic, node.quic_cert()), hello(Auth::Agent { token }))
+        .await
+        .expect("agent over QUIC");
+    assert_eq!(aw.identity, Participant::Agent(agent_id));
+    assert_eq!(aw.heartbeat_secs, 25, "QUIC clients get the short heartbeat");
+    // The visitor's app speaks TCP.
+    let (mut visitor, vw) = connect_and_login(&ConnectOptions::tcp(node.tcp), hello(Auth::Anonymous { tenant: t.id })).await.unwrap();
+    assert_eq!(vw.heartbeat_secs, 270);
+
+    visitor.send(&send(1, None, "hello over tcp")).await.unwrap();
+    let conv = loop {
+        match agent.recv().await.unwrap().expect("agent stream open") {
+            ServerFrame::Message(m) => {
+                assert_eq!(m.body, "hello over tcp");
+                break m.conversation;
+            }
+            _ => continue,
+        }
+    };
+    agent.send(&send(1, Some(conv), "hello over quic")).await.unwrap();
+    loop {
+        match visitor.recv().await.unwrap().expect("visitor stream open") {
+            ServerFrame::Message(m) if m.sender == Participant::Agent(agent_id) => {
+                assert_eq!((m.conversation, m.body.as_str()), (conv, "hello over quic"));
+                break;
+            }
+            _ => continue,
+        }
+    }
+    // Heartbeat over QUIC.
+    agent.send(&ClientFrame::Ping).await.unwrap();
+    loop {
+        if agent.recv().await.unwrap() == Some(ServerFrame::Pong) {
+            break;
+        }
+    }
+    node.assert_no_panic();
+}

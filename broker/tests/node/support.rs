@@ -25,7 +25,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool)
 /// A `switchboard` child process.
 pub struct Node {
     child: Option<Child>,
-    pub dir: PathBuf,
+    dir: PathBuf,
     pub http: SocketAddr,
     pub tcp: SocketAddr,
     pub quic: SocketAddr,
