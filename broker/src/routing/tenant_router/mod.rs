@@ -2,13 +2,16 @@
 //! conversation records. Caps hold by construction because only this actor decides.
 //! Decisions are made synchronously in the handler (rules in `service::assignment`);
 //! the record is written through the store and participants are told once it is
-//! durable.
+//! durable. The bot's turns are in [`bot`].
 
+
+mod bot;
+pub use bot::{BotChanged, BotInput, BotTurn};
+use bot::knowledge_base;
 use crate::context::{now_ms, Ctx};
 use crate::metrics;
 use crate::service::assignment::{self, Assignment, Placement, Pool, Strategy, TakeError, DEFAULT_GROUP, VIP_SHIFT};
-use crate::service::bot;
-use crate::service::knowledge::{Entry, EntryId, KnowledgeBase};
+use crate::service::knowledge::KnowledgeBase;
 use crate::session::SessionEvent;
 use actix::prelude::*;
 use dashmap::DashMap;
@@ -83,28 +86,6 @@ pub struct CloseConversation {
     pub by: Option<Participant>,
 }
 
-/// Sent by a `VisitorSession` when its visitor wrote to, or picked a menu item in, a
-/// conversation the bot is in charge of.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct BotTurn {
-    /// The conversation.
-    pub conversation: ConversationId,
-    /// The visitor's message seq (idempotency of the bot's reply), or 0 for a menu pick.
-    pub seq: u64,
-    /// What the visitor wrote or picked.
-    pub input: BotInput,
-}
-
-/// A visitor's turn with the bot.
-#[derive(Debug)]
-pub enum BotInput {
-    /// Free text.
-    Text(String),
-    /// Menu item, from 1.
-    Choice(u32),
-}
-
 /// Sent by an `AgentSeat` when its agent's message in a conversation it holds is durable.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -129,11 +110,6 @@ impl Handler<AgentReplied> for TenantRouter {
         }
     }
 }
-
-/// Sent by the admin API after the bot or the knowledge base changed.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct BotChanged;
 
 /// Sent by the admin API after a group's members or strategy changed.
 #[derive(Message, Debug)]
@@ -352,6 +328,14 @@ impl TenantRouter {
         }
     }
 
+    /// The next queue ticket for a visitor's conversation (VIPs ahead).
+    fn next_ticket(&mut self, visitor: VisitorId) -> i64 {
+        let counter = self.next_ticket;
+        self.next_ticket += 1;
+        let vip = self.ctx.directory.profile(self.tenant, visitor).is_some_and(|p| p.vip);
+        assignment::ticket(counter, vip)
+    }
+
     fn start_grace(&mut self, agent: AgentId, epoch: u64, ctx: &mut Context<Self>) {
         let grace = std::time::Duration::from_secs(self.ctx.config.agent_grace_secs as u64);
         ctx.run_later(grace, move |act, ctx| act.grace_expired(agent, epoch, ctx));
@@ -386,112 +370,6 @@ impl TenantRouter {
             rec.assigned_at_ms = Some(now_ms());
             self.persist(rec, &["conversation.assigned"], ctx);
         }
-    }
-}
-
-fn knowledge_base(ctx: &Ctx, tenant: TenantId) -> KnowledgeBase {
-    KnowledgeBase::new(
-        ctx.directory
-            .knowledge_of(tenant)
-            .into_iter()
-            .map(|k| Entry { id: EntryId(k.id), questions: k.questions, answer: k.answer })
-            .collect(),
-    )
-}
-
-impl TenantRouter {
-    /// Appends a message from the bot (not awaited: the log orders it after what was
-    /// submitted before).
-    fn bot_says(&mut self, conversation: ConversationId, text: String) {
-        self.bot_replies += 1;
-        let request = AppendRequest {
-            conversation,
-            sender: Participant::Bot,
-            // unique per conversation: creation time in ms and a counter
-            client_msg_id: (now_ms() << 16) ^ self.bot_replies,
-            body: text,
-            sent_at_ms: now_ms(),
-            origin: 0,
-            received_at: std::time::Instant::now(),
-            webhook: self.ctx.directory.webhook(self.tenant).map(|_| self.tenant),
-        };
-        let append = self.ctx.log.append(request);
-        actix::spawn(async move {
-            if let Err(e) = append.await {
-                tracing::warn!(error = %e, %conversation, "bot reply not stored");
-            }
-        });
-    }
-
-    /// The next queue ticket for a visitor's conversation (VIPs ahead).
-    fn next_ticket(&mut self, visitor: VisitorId) -> i64 {
-        let counter = self.next_ticket;
-        self.next_ticket += 1;
-        let vip = self.ctx.directory.profile(self.tenant, visitor).is_some_and(|p| p.vip);
-        assignment::ticket(counter, vip)
-    }
-
-    /// Hands a bot conversation to a skill group's queue.
-    fn hand_off(&mut self, mut rec: ConversationRecord, group: GroupId, ctx: &mut Context<Self>) {
-        let group = if group == DEFAULT_GROUP || self.ctx.directory.group(self.tenant, group).is_some() { group } else { DEFAULT_GROUP };
-        let ticket = self.next_ticket(rec.visitor);
-        let now = now_ms();
-        rec.group = group;
-        rec.queue_ticket = ticket;
-        rec.queued_at_ms = Some(now);
-        match self.pool.place(rec.id, group, ticket) {
-            Placement::Assigned(agent) => {
-                rec.state = ConversationState::Assigned;
-                rec.agent = Some(agent);
-                rec.assigned_at_ms = Some(now);
-            }
-            Placement::Queued { .. } => rec.state = ConversationState::Queued,
-        }
-        ::metrics::counter!(metrics::BOT_HANDOFFS).increment(1);
-        let event = if rec.state == ConversationState::Assigned { "conversation.assigned" } else { "conversation.queued" };
-        self.persist(rec, &[event], ctx);
-    }
-}
-
-impl Handler<BotTurn> for TenantRouter {
-    type Result = ();
-
-    fn handle(&mut self, msg: BotTurn, ctx: &mut Context<Self>) {
-        let Some(rec) = self.records.get(&msg.conversation).copied().filter(|r| r.state == ConversationState::Bot) else {
-            return; // an agent has it (or it closed) meanwhile
-        };
-        let Some(bot) = self.ctx.directory.bot(self.tenant) else { return };
-        let (reply, outcome) = match &msg.input {
-            BotInput::Text(text) => bot::on_text(&bot, &self.kb, text),
-            BotInput::Choice(item) => bot::on_choice(&bot, &self.kb, *item as usize),
-        };
-        let label = match outcome {
-            bot::Outcome::Answered => "answered",
-            bot::Outcome::Suggested => "suggested",
-            bot::Outcome::NoMatch => "no_match",
-            bot::Outcome::HandedOff => "handed_off",
-        };
-        ::metrics::counter!(metrics::BOT_REPLIES, "outcome" => label).increment(1);
-        // The visitor's first message opened the conversation and got the welcome:
-        // don't add "I don't know" to it.
-        if outcome == bot::Outcome::NoMatch && msg.seq <= 2 {
-            return;
-        }
-        match reply {
-            bot::BotReply::Say(text) => self.bot_says(msg.conversation, text),
-            bot::BotReply::Handoff { group, say } => {
-                self.bot_says(msg.conversation, say);
-                self.hand_off(rec, group, ctx);
-            }
-        }
-    }
-}
-
-impl Handler<BotChanged> for TenantRouter {
-    type Result = ();
-
-    fn handle(&mut self, _: BotChanged, _: &mut Context<Self>) {
-        self.kb = knowledge_base(&self.ctx, self.tenant);
     }
 }
 
@@ -535,7 +413,7 @@ impl Handler<OpenConversation> for TenantRouter {
         };
         let written = self.persist(rec, events, ctx);
         if let Some(bot) = bot {
-            self.bot_says(id, bot::welcome(&bot));
+            self.bot_says(id, crate::service::bot::welcome(&bot));
         }
         Box::pin(async move { written.await.unwrap_or(Err(RouteError::Unavailable)) }.into_actor(self).map(move |res, act, ctx| match res {
             Ok(()) => Ok(id),
