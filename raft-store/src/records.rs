@@ -80,6 +80,9 @@ pub struct GroupRecord {
     pub members: Vec<AgentId>,
     /// How it hands out conversations.
     pub strategy: Strategy,
+    /// Seconds an assigned agent has to reply before the chat moves to another member
+    /// (0 = never).
+    pub auto_transfer_secs: u32,
     /// Creation time, ms since the epoch.
     pub created_at_ms: u64,
 }

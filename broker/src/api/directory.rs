@@ -138,6 +138,7 @@ pub(super) struct GroupBody {
     name: Option<String>,
     members: Option<Vec<AgentId>>,
     strategy: Option<Strategy>,
+    auto_transfer_secs: Option<u32>,
 }
 
 fn check_members(state: &ApiState, tenant: TenantId, members: &[AgentId]) -> Result<(), ApiError> {
@@ -152,9 +153,12 @@ pub(super) async fn create_group(req: HttpRequest, state: web::Data<ApiState>, p
     let name = body.name.clone().ok_or_else(|| ApiError::BadRequest("name is required".into()))?;
     check_name(&name)?;
     let members = body.members.clone().unwrap_or_default();
+    if body.auto_transfer_secs.is_some_and(|s| s > 86_400) {
+        return Err(ApiError::BadRequest("auto_transfer_secs must be at most 86400".into()));
+    }
     check_members(&state, tenant.id, &members)?;
     let id = GroupId(durable(state.ctx.store.allocate_id(IdKind::Group)).await?);
-    let record = GroupRecord { tenant: tenant.id, id, name, members, strategy: body.strategy.unwrap_or_default(), created_at_ms: now_ms() };
+    let record = GroupRecord { tenant: tenant.id, id, name, members, strategy: body.strategy.unwrap_or_default(), auto_transfer_secs: body.auto_transfer_secs.unwrap_or(0), created_at_ms: now_ms() };
     durable(state.ctx.store.put_group(&record)).await?;
     state.ctx.directory.insert_group(record.clone());
     state.ctx.routers.get(tenant.id, &state.ctx).do_send(GroupChanged { group: id, members: record.members.clone(), strategy: record.strategy });
@@ -177,11 +181,14 @@ pub(super) async fn update_group(
     // Group 0 (everyone) has no record until its name or strategy is set.
     let mut record = match state.ctx.directory.group(tenant.id, GroupId(group)) {
         Some(g) => g,
-        None if group == 0 => GroupRecord { tenant: tenant.id, id: GroupId(0), name: "default".into(), members: vec![], strategy: Strategy::default(), created_at_ms: now_ms() },
+        None if group == 0 => GroupRecord { tenant: tenant.id, id: GroupId(0), name: "default".into(), members: vec![], strategy: Strategy::default(), auto_transfer_secs: 0, created_at_ms: now_ms() },
         None => return Err(ApiError::NotFound(format!("group {group}"))),
     };
     if let Some(strategy) = body.strategy {
         record.strategy = strategy;
+    }
+    if let Some(secs) = body.auto_transfer_secs {
+        record.auto_transfer_secs = secs;
     }
     if let Some(name) = &body.name {
         check_name(name)?;

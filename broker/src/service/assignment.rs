@@ -316,6 +316,25 @@ impl Pool {
         out
     }
 
+    /// Moves an assigned conversation away from its agent (who did not reply) to the
+    /// least-busy other member of its group with room. Returns the new agent, or `None`
+    /// (nothing changes) if no one else has room.
+    pub fn reassign_away(&mut self, conversation: ConversationId) -> Option<AgentId> {
+        let current = self.owner(conversation)?;
+        let group = self.group_of(conversation).unwrap_or(DEFAULT_GROUP);
+        let next = self
+            .seats
+            .iter()
+            .filter(|(id, s)| **id != current && s.has_room() && self.is_member(group, **id))
+            .min_by_key(|(id, s)| (s.active.len(), s.last_assigned, **id))
+            .map(|(id, _)| *id)?;
+        if let Some(seat) = self.seats.get_mut(&current) {
+            seat.active.retain(|c| *c != conversation);
+        }
+        self.assign(conversation, group, next);
+        Some(next)
+    }
+
     /// The group of a conversation the pool knows.
     pub fn group_of(&self, conversation: ConversationId) -> Option<GroupId> {
         self.group_of.get(&conversation).copied()
@@ -502,6 +521,19 @@ mod tests {
         assert_eq!(p.take(ConversationId(2), AgentId(2)), Err(TakeError::NotMember));
         p.set_capacity(AgentId(1), 0);
         assert_eq!(p.take(ConversationId(2), AgentId(1)), Err(TakeError::NoRoom));
+    }
+
+    #[test]
+    fn an_unanswered_chat_moves_to_another_member_with_room_or_stays() {
+        let mut p = pool(&[(1, 2), (2, 1)]);
+        p.place(ConversationId(1), G, 1); // agent 1
+        p.place(ConversationId(2), G, 2); // agent 2 (now full)
+        assert_eq!(p.reassign_away(ConversationId(1)), None, "agent 2 is full: it stays");
+        assert_eq!(p.owner(ConversationId(1)), Some(AgentId(1)));
+        p.release(ConversationId(2));
+        assert_eq!(p.reassign_away(ConversationId(1)), Some(AgentId(2)));
+        assert_eq!(p.assigned_to(AgentId(1)), vec![]);
+        assert_eq!(p.load(AgentId(2)), Some((1, 1)));
     }
 
     #[test]

@@ -349,7 +349,13 @@ pub fn on_event<A: SessionActor>(act: &mut A, event: SessionEvent, ctx: &mut Con
                 core.push(&ServerFrame::Conversation(update.clone()));
                 core.subs.unsubscribe(update.conversation);
             } else if core.subs.contains(update.conversation) {
+                let lost = matches!(core.me, Participant::Agent(_)) && update.agent.map(Participant::Agent) != Some(core.me);
+                let conversation = update.conversation;
                 core.push(&ServerFrame::Conversation(update));
+                if lost {
+                    // transferred (or requeued) away from this agent
+                    core.subs.unsubscribe(conversation);
+                }
             } else if matches!(core.me, Participant::Agent(_)) && update.agent.map(Participant::Agent) != Some(core.me) {
                 // A queue notice for a member of a manual group: nothing to follow yet.
                 core.push(&ServerFrame::Conversation(update));

@@ -201,3 +201,31 @@ async fn a_vip_waits_ahead_of_visitors_who_came_earlier() {
     agent.send(&ClientFrame::Close { conversation: busy }).await;
     assert_eq!(assigned(&mut agent).await, vip_conv, "the VIP goes before {normal_conv}");
 }
+
+#[tokio::test]
+async fn a_chat_the_agent_does_not_answer_in_time_moves_to_another_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    put(&node, &t, format!("/v1/tenants/{}/groups/0", t.id.0), serde_json::json!({"auto_transfer_secs": 1}));
+    let (a1, tok1) = create_agent(&node, t.id, 3);
+    let (a2, tok2) = create_agent(&node, t.id, 3);
+    let (mut s1, _) = Raw::login(node.tcp, Auth::Agent { token: tok1 }, vec![]).await;
+    let (mut v, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (conv, _) = v.send_accepted(1, None, "hello? anyone?").await;
+    assert_eq!(assigned(&mut s1).await, conv);
+    // Agent 2 arrives; agent 1 stays silent.
+    let (mut s2, _) = Raw::login(node.tcp, Auth::Agent { token: tok2 }, vec![]).await;
+    assert_eq!(assigned(&mut s2).await, conv, "moved to agent 2 after agent 1's silence");
+    assert_eq!(s2.messages(conv, 1).await[0].body, "hello? anyone?");
+    let (f, _) = s1.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == conv && u.agent == Some(a2))).await;
+    assert!(matches!(f, ServerFrame::Conversation(_)), "agent 1 is told the chat left it");
+    // Agent 1 can no longer write to it; agent 2 can, and agent 2's reply stops the clock.
+    s1.send(&send(9, Some(conv), "late")).await;
+    let (f, _) = s1.recv_until(|f| matches!(f, ServerFrame::Error(_))).await;
+    assert_error(&f, ErrorCode::FORBIDDEN);
+    s2.send_accepted(1, Some(conv), "I'm here").await;
+    let m = v.messages(conv, 1).await;
+    assert_eq!((m[0].sender, m[0].body.as_str()), (Participant::Agent(a2), "I'm here"));
+    let _ = a1;
+}

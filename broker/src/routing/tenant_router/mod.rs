@@ -106,7 +106,7 @@ impl Handler<AgentReplied> for TenantRouter {
         let Some(mut rec) = self.records.get(&msg.conversation).copied() else { return };
         if rec.agent == Some(msg.agent) && rec.first_agent_reply_at_ms.is_none() {
             rec.first_agent_reply_at_ms = Some(msg.at_ms);
-            self.write_record(rec, false, &[], ctx);
+            self.write_record(rec, false, &[], None, ctx);
         }
     }
 }
@@ -190,6 +190,8 @@ struct Written {
     result: Result<(), RouteError>,
     reply: oneshot::Sender<Result<(), RouteError>>,
     announce: bool,
+    /// An agent who lost the conversation and must hear of it.
+    previous: Option<AgentId>,
 }
 
 impl Actor for TenantRouter {
@@ -245,7 +247,7 @@ impl TenantRouter {
     /// (an agent always hears of a closed chat before the chat that replaces it), even
     /// though the context may poll the write futures in any order.
     fn persist(&mut self, rec: ConversationRecord, events: &[&'static str], ctx: &mut Context<Self>) -> oneshot::Receiver<Result<(), RouteError>> {
-        self.write_record(rec, true, events, ctx)
+        self.write_record(rec, true, events, None, ctx)
     }
 
     /// [`Self::persist`], optionally without telling the participants (a change they
@@ -257,6 +259,7 @@ impl TenantRouter {
         rec: ConversationRecord,
         announce: bool,
         events: &[&'static str],
+        previous: Option<AgentId>,
         ctx: &mut Context<Self>,
     ) -> oneshot::Receiver<Result<(), RouteError>> {
         if rec.state == ConversationState::Closed {
@@ -275,19 +278,19 @@ impl TenantRouter {
         let seq = self.next_write;
         self.next_write += 1;
         self.writes.insert(seq, None);
-        ctx.spawn(async move { durable(write).await }.into_actor(self).map(move |res, act, _| {
+        ctx.spawn(async move { durable(write).await }.into_actor(self).map(move |res, act, ctx| {
             let result = res.map_err(|e| {
                 tracing::error!(error = %e, conversation = %rec.id, "conversation record not durable");
                 RouteError::Storage { reason: e.to_string() }
             });
-            act.writes.insert(seq, Some(Written { rec, result, reply: tx, announce }));
-            act.release_written();
+            act.writes.insert(seq, Some(Written { rec, result, reply: tx, announce, previous }));
+            act.release_written(ctx);
         }));
         rx
     }
 
     /// Notifies and answers every completed write that has no earlier write pending.
-    fn release_written(&mut self) {
+    fn release_written(&mut self, ctx: &mut Context<Self>) {
         while let Some(entry) = self.writes.first_entry() {
             if entry.get().is_none() {
                 break;
@@ -301,6 +304,19 @@ impl TenantRouter {
                 self.update_gauges();
                 if done.announce {
                     self.notify(&done.rec, last_seq);
+                    if let Some(previous) = done.previous {
+                        let update = ConversationUpdate {
+                            conversation: done.rec.id,
+                            visitor: done.rec.visitor,
+                            agent: done.rec.agent,
+                            state: done.rec.state,
+                            last_seq,
+                        };
+                        self.ctx.registry.notify(self.tenant, Participant::Agent(previous), SessionEvent::Conversation(update));
+                    }
+                    if done.rec.state == ConversationState::Assigned && done.rec.first_agent_reply_at_ms.is_none() {
+                        self.watch_reply(&done.rec, ctx);
+                    }
                 }
             }
             let _ = done.reply.send(done.result);
@@ -334,6 +350,39 @@ impl TenantRouter {
         self.next_ticket += 1;
         let vip = self.ctx.directory.profile(self.tenant, visitor).is_some_and(|p| p.vip);
         assignment::ticket(counter, vip)
+    }
+
+    /// If the conversation's group auto-transfers, checks after its delay that the
+    /// agent replied.
+    fn watch_reply(&self, rec: &ConversationRecord, ctx: &mut Context<Self>) {
+        let secs = self.ctx.directory.group(self.tenant, rec.group).map(|g| g.auto_transfer_secs).unwrap_or(0);
+        if secs == 0 {
+            return;
+        }
+        let (conversation, assigned_at) = (rec.id, rec.assigned_at_ms);
+        ctx.run_later(std::time::Duration::from_secs(secs as u64), move |act, ctx| act.check_reply(conversation, assigned_at, ctx));
+    }
+
+    /// The agent had the whole delay to reply: move the chat to a member with room
+    /// (or, if nobody has room, look again after another delay).
+    fn check_reply(&mut self, conversation: ConversationId, assigned_at: Option<u64>, ctx: &mut Context<Self>) {
+        let Some(mut rec) = self.records.get(&conversation).copied() else { return };
+        if rec.state != ConversationState::Assigned || rec.assigned_at_ms != assigned_at || rec.first_agent_reply_at_ms.is_some() {
+            return;
+        }
+        let previous = rec.agent;
+        match self.pool.reassign_away(conversation) {
+            Some(next) => {
+                tracing::info!(tenant = %self.tenant, %conversation, from = ?previous, to = %next, "no reply in time: chat transferred");
+                ::metrics::counter!(metrics::AUTO_TRANSFERS).increment(1);
+                rec.agent = Some(next);
+                rec.assigned_at_ms = Some(now_ms());
+                self.write_record(rec, true, &["conversation.transferred"], previous, ctx);
+                let drained = self.pool.drain();
+                self.apply(drained, ctx);
+            }
+            None => self.watch_reply(&rec, ctx),
+        }
     }
 
     fn start_grace(&mut self, agent: AgentId, epoch: u64, ctx: &mut Context<Self>) {
