@@ -107,7 +107,7 @@ pub fn quic_endpoint(bind_ip: Option<IpAddr>, server: SocketAddr) -> Result<quin
 
 /// Connects (without logging in).
 pub async fn connect(options: &ConnectOptions) -> Result<Connection, ClientError> {
-    let counters = options.counters.clone().unwrap_or_else(ByteCounters::new);
+    let counters = options.counters.clone().unwrap_or_default();
     let codec = FrameCodec::new(options.max_frame_len);
     let addr = options.addr;
     let after = options.connect_timeout;

@@ -103,7 +103,7 @@ async fn a_frame_cut_by_the_server_is_truncated_not_clean() {
         conn.stream.write_all(&[0, 0, 0, 9, 2]).await.unwrap();
     });
     let (_tx, mut rx) = connect(&ConnectOptions::tcp(addr)).await.unwrap().split();
-    let err = rx.recv().await.err().expect("truncated");
+    let err = rx.recv().await.expect_err("truncated");
     assert!(matches!(err, ClientError::Frame(FrameError::Truncated { got: 5, expected: 13 })), "{err:?}");
 }
 

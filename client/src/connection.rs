@@ -274,5 +274,6 @@ pub fn describe(frame: &ServerFrame) -> String {
         ServerFrame::Conversation(u) => format!("Conversation({}, {:?})", u.conversation, u.state),
         ServerFrame::Error(e) => format!("Error({}: {})", e.code, e.message),
         ServerFrame::GoAway { reason } => format!("GoAway({reason})"),
+        ServerFrame::QueueStatus { conversation, position, .. } => format!("QueueStatus({conversation}, position {position})"),
     }
 }

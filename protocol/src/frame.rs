@@ -151,6 +151,15 @@ pub enum ServerFrame {
         /// Why, for logs.
         reason: String,
     },
+    /// 8. Where a waiting conversation stands in its queue (sent as it changes).
+    QueueStatus {
+        /// The conversation.
+        conversation: ConversationId,
+        /// 1 = next.
+        position: u32,
+        /// A rough estimate of the wait, seconds.
+        estimated_wait_secs: u32,
+    },
 }
 
 /// Body of [`ServerFrame::Welcome`].

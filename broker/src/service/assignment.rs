@@ -355,6 +355,20 @@ impl Pool {
         self.seats.get(&agent).map(|s| (s.active.len(), s.capacity))
     }
 
+    /// Every waiting conversation with its group and 1-based position.
+    pub fn queued(&self) -> Vec<(ConversationId, GroupId, usize)> {
+        let mut out = Vec::new();
+        for (group, q) in &self.queues {
+            out.extend(q.values().enumerate().map(|(i, c)| (*c, *group, i + 1)));
+        }
+        out
+    }
+
+    /// Online members of a group.
+    pub fn online_members(&self, group: GroupId) -> usize {
+        self.seats.iter().filter(|(id, s)| s.connections > 0 && self.is_member(group, **id)).count()
+    }
+
     /// Conversations waiting, in every group.
     pub fn queue_len(&self) -> usize {
         self.queues.values().map(|q| q.len()).sum()

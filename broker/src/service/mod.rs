@@ -4,4 +4,5 @@
 pub mod assignment;
 pub mod bot;
 pub mod knowledge;
+pub mod queue;
 pub mod reports;

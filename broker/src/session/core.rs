@@ -297,8 +297,10 @@ pub fn append<A: SessionActor>(act: &mut A, conversation: ConversationId, msg: S
             }
             Ok(AppendOutcome::Duplicate { seq }) => {
                 ::metrics::counter!(metrics::MESSAGES_DUPLICATE).increment(1);
-                core.take_in_flight(conversation, client_msg_id);
-                core.push(&ServerFrame::Accepted { client_msg_id, conversation, seq });
+                // Unless a catch-up read on this connection already answered it.
+                if core.take_in_flight(conversation, client_msg_id) {
+                    core.push(&ServerFrame::Accepted { client_msg_id, conversation, seq });
+                }
             }
             Err(e) => {
                 core.take_in_flight(conversation, client_msg_id);
@@ -362,6 +364,11 @@ pub fn on_event<A: SessionActor>(act: &mut A, event: SessionEvent, ctx: &mut Con
             } else {
                 // follow() announces it, then catches up.
                 follow(act, vec![update], ctx);
+            }
+        }
+        SessionEvent::Queue { conversation, position, estimated_wait_secs } => {
+            if core.subs.contains(conversation) {
+                core.push(&ServerFrame::QueueStatus { conversation, position, estimated_wait_secs });
             }
         }
         SessionEvent::GoAway { reason } => {

@@ -62,6 +62,15 @@ pub enum SessionEvent {
     },
     /// A conversation was opened, queued, assigned or closed.
     Conversation(ConversationUpdate),
+    /// A waiting conversation's place in its queue changed.
+    Queue {
+        /// The conversation.
+        conversation: switchboard_protocol::ConversationId,
+        /// 1 = next.
+        position: u32,
+        /// Rough estimate, seconds.
+        estimated_wait_secs: u32,
+    },
     /// The node is shutting down.
     GoAway {
         /// Why.

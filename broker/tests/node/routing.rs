@@ -229,3 +229,29 @@ async fn a_chat_the_agent_does_not_answer_in_time_moves_to_another_agent() {
     assert_eq!((m[0].sender, m[0].body.as_str()), (Participant::Agent(a2), "I'm here"));
     let _ = a1;
 }
+
+#[tokio::test]
+async fn waiting_visitors_are_told_their_position_as_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    let (_, token) = create_agent(&node, t.id, 1);
+    let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
+    let (mut v1, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (c1, _) = v1.send_accepted(1, None, "served").await;
+    assert_eq!(assigned(&mut agent).await, c1);
+    let status = |conv: ConversationId| move |f: &ServerFrame| matches!(f, ServerFrame::QueueStatus { conversation, .. } if *conversation == conv);
+    let (mut v2, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (c2, _) = v2.send_accepted(1, None, "second").await;
+    let (mut v3, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (c3, _) = v3.send_accepted(1, None, "third").await;
+    let (f, _) = v2.recv_until(status(c2)).await;
+    assert!(matches!(f, ServerFrame::QueueStatus { position: 1, estimated_wait_secs, .. } if estimated_wait_secs > 0), "{f:?}");
+    let (f, _) = v3.recv_until(status(c3)).await;
+    assert!(matches!(f, ServerFrame::QueueStatus { position: 2, .. }), "{f:?}");
+    // The agent finishes with the first visitor: the second is served, the third moves up.
+    agent.send(&ClientFrame::Close { conversation: c1 }).await;
+    assert_eq!(assigned(&mut agent).await, c2);
+    let (f, _) = v3.recv_until(status(c3)).await;
+    assert!(matches!(f, ServerFrame::QueueStatus { position: 1, .. }), "{f:?}");
+}

@@ -107,6 +107,15 @@ pub enum Event {
     },
     /// A conversation of this identity was opened, queued, assigned or closed.
     Conversation(ConversationUpdate),
+    /// A waiting conversation's place in the queue and the estimated wait.
+    Queue {
+        /// The conversation.
+        conversation: switchboard_protocol::ConversationId,
+        /// 1 = next.
+        position: u32,
+        /// Rough estimate, seconds.
+        estimated_wait_secs: u32,
+    },
     /// The answer to [`SessionHandle::fetch`].
     History {
         /// The conversation.

@@ -262,6 +262,9 @@ impl SessionState {
                     _ => {}
                 }
             }
+            ServerFrame::QueueStatus { conversation, position, estimated_wait_secs } => {
+                out.push(Output::Event(Event::Queue { conversation, position, estimated_wait_secs }));
+            }
             ServerFrame::Conversation(update) => {
                 match update.state {
                     ConversationState::Closed if self.tracker.cursor(update.conversation) >= update.last_seq => {

@@ -12,6 +12,7 @@ use crate::context::{now_ms, Ctx};
 use crate::metrics;
 use crate::service::assignment::{self, Assignment, Placement, Pool, Strategy, TakeError, DEFAULT_GROUP, VIP_SHIFT};
 use crate::service::knowledge::KnowledgeBase;
+use crate::service::queue::{estimated_wait_secs, HandlingTime};
 use crate::session::SessionEvent;
 use actix::prelude::*;
 use dashmap::DashMap;
@@ -179,6 +180,9 @@ pub struct TenantRouter {
     bot_replies: u64,
     /// The open conversation of each visitor, including ones not yet durable.
     open_by_visitor: HashMap<VisitorId, ConversationId>,
+    /// Queue status last sent per waiting conversation: (position, estimate).
+    queue_sent: HashMap<ConversationId, (u32, u32)>,
+    handling: HandlingTime,
     /// Record writes in submission order; `None` while not yet durable.
     writes: BTreeMap<u64, Option<Written>>,
     next_write: u64,
@@ -233,7 +237,7 @@ impl TenantRouter {
             records.insert(id, rec);
         }
         let kb = knowledge_base(&ctx, tenant);
-        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, open_by_visitor, writes: BTreeMap::new(), next_write: 0 }
+        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, open_by_visitor, queue_sent: HashMap::new(), handling: HandlingTime::default(), writes: BTreeMap::new(), next_write: 0 }
     }
 
     fn update_gauges(&self) {
@@ -318,9 +322,33 @@ impl TenantRouter {
                         self.watch_reply(&done.rec, ctx);
                     }
                 }
+                if let (ConversationState::Closed, Some(a), Some(c)) = (done.rec.state, done.rec.assigned_at_ms, done.rec.closed_at_ms) {
+                    self.handling.observe(c.saturating_sub(a));
+                }
             }
             let _ = done.reply.send(done.result);
         }
+        self.push_queue_status();
+    }
+
+    /// Tells each waiting visitor its position and estimated wait when they changed.
+    /// Only conversations whose queued state is durable (and so announced) are told.
+    fn push_queue_status(&mut self) {
+        let mut still_queued = HashMap::new();
+        for (conversation, group, position) in self.pool.queued() {
+            let Some(rec) = self.ctx.directory.conversation(conversation).map(|e| e.record).filter(|r| r.state == ConversationState::Queued) else {
+                continue;
+            };
+            let capacity = self.ctx.config.default_agent_capacity;
+            let estimate = estimated_wait_secs(position, self.pool.online_members(group), capacity, self.handling.avg_ms());
+            let status = (position as u32, estimate);
+            if self.queue_sent.get(&conversation) != Some(&status) {
+                let event = SessionEvent::Queue { conversation, position: status.0, estimated_wait_secs: status.1 };
+                self.ctx.registry.notify(self.tenant, Participant::Visitor(rec.visitor), event);
+            }
+            still_queued.insert(conversation, status);
+        }
+        self.queue_sent = still_queued;
     }
 
     fn notify(&self, rec: &ConversationRecord, last_seq: u64) {
