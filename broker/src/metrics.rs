@@ -38,6 +38,8 @@ pub const BOT_RESOLVED: &str = "switchboard_bot_resolved_conversations_total";
 pub const BOT_HANDOFFS: &str = "switchboard_bot_handoffs_total";
 /// Counter: chats moved to another agent because the assigned one did not reply in time.
 pub const AUTO_TRANSFERS: &str = "switchboard_auto_transfers_total";
+/// Counter: conversations refused because the queue (and its overflow) was full.
+pub const QUEUE_FULL: &str = "switchboard_queue_full_total";
 /// Gauge: agents with at least one connection.
 pub const SEATS_ONLINE: &str = "switchboard_seats_online";
 
@@ -81,6 +83,7 @@ fn describe() {
     describe_counter!(BOT_RESOLVED, "Conversations closed while the bot was in charge.");
     describe_counter!(BOT_HANDOFFS, "Conversations the bot handed to a human.");
     describe_counter!(AUTO_TRANSFERS, "Chats moved because the assigned agent did not reply in time.");
+    describe_counter!(QUEUE_FULL, "Conversations refused because the queue was full.");
     describe_gauge!(SEATS_ONLINE, "Agents with at least one open connection.");
     describe_histogram!(store::COMMIT_BATCH_OPS, "Operations per group-commit batch.");
     describe_histogram!(store::COMMIT_SECONDS, Unit::Seconds, "Time to write and fsync one group-commit batch.");

@@ -61,6 +61,8 @@ codes! {
     SHUTTING_DOWN = 15, "shutting_down";
     /// An unexpected server-side failure.
     INTERNAL = 16, "internal";
+    /// Every agent is busy and the queue is at its limit: the message was not stored.
+    QUEUE_FULL = 17, "queue_full";
 }
 
 impl fmt::Display for ErrorCode {

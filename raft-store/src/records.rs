@@ -83,6 +83,13 @@ pub struct GroupRecord {
     /// Seconds an assigned agent has to reply before the chat moves to another member
     /// (0 = never).
     pub auto_transfer_secs: u32,
+    /// Most conversations waiting in its queue (0 = no limit). Past it a new
+    /// conversation overflows (if `overflow_group` is set) or is refused.
+    pub max_queue: u32,
+    /// Where conversations overflow to.
+    pub overflow_group: Option<GroupId>,
+    /// A conversation waiting this long moves to `overflow_group` (0 = only by length).
+    pub overflow_after_secs: u32,
     /// Creation time, ms since the epoch.
     pub created_at_ms: u64,
 }

@@ -139,6 +139,35 @@ pub(super) struct GroupBody {
     members: Option<Vec<AgentId>>,
     strategy: Option<Strategy>,
     auto_transfer_secs: Option<u32>,
+    max_queue: Option<u32>,
+    overflow_group: Option<GroupId>,
+    overflow_after_secs: Option<u32>,
+}
+
+/// Applies the optional routing settings of `body` to `record`, checking them.
+fn apply_group_settings(state: &ApiState, tenant: TenantId, record: &mut GroupRecord, body: &GroupBody) -> Result<(), ApiError> {
+    if let Some(strategy) = body.strategy {
+        record.strategy = strategy;
+    }
+    if let Some(secs) = body.auto_transfer_secs {
+        record.auto_transfer_secs = secs;
+    }
+    if let Some(n) = body.max_queue {
+        record.max_queue = n;
+    }
+    if let Some(secs) = body.overflow_after_secs {
+        record.overflow_after_secs = secs;
+    }
+    if let Some(to) = body.overflow_group {
+        if to == record.id || (to != GroupId(0) && state.ctx.directory.group(tenant, to).is_none()) {
+            return Err(ApiError::BadRequest(format!("overflow_group {} is not another group of this tenant", to.0)));
+        }
+        record.overflow_group = Some(to);
+    }
+    if record.auto_transfer_secs > 86_400 || record.overflow_after_secs > 86_400 {
+        return Err(ApiError::BadRequest("auto_transfer_secs and overflow_after_secs must be at most 86400".into()));
+    }
+    Ok(())
 }
 
 fn check_members(state: &ApiState, tenant: TenantId, members: &[AgentId]) -> Result<(), ApiError> {
@@ -153,12 +182,21 @@ pub(super) async fn create_group(req: HttpRequest, state: web::Data<ApiState>, p
     let name = body.name.clone().ok_or_else(|| ApiError::BadRequest("name is required".into()))?;
     check_name(&name)?;
     let members = body.members.clone().unwrap_or_default();
-    if body.auto_transfer_secs.is_some_and(|s| s > 86_400) {
-        return Err(ApiError::BadRequest("auto_transfer_secs must be at most 86400".into()));
-    }
     check_members(&state, tenant.id, &members)?;
     let id = GroupId(durable(state.ctx.store.allocate_id(IdKind::Group)).await?);
-    let record = GroupRecord { tenant: tenant.id, id, name, members, strategy: body.strategy.unwrap_or_default(), auto_transfer_secs: body.auto_transfer_secs.unwrap_or(0), created_at_ms: now_ms() };
+    let mut record = GroupRecord {
+        tenant: tenant.id,
+        id,
+        name,
+        members,
+        strategy: Strategy::default(),
+        auto_transfer_secs: 0,
+        max_queue: 0,
+        overflow_group: None,
+        overflow_after_secs: 0,
+        created_at_ms: now_ms(),
+    };
+    apply_group_settings(&state, tenant.id, &mut record, &body)?;
     durable(state.ctx.store.put_group(&record)).await?;
     state.ctx.directory.insert_group(record.clone());
     state.ctx.routers.get(tenant.id, &state.ctx).do_send(GroupChanged { group: id, members: record.members.clone(), strategy: record.strategy });
@@ -181,15 +219,10 @@ pub(super) async fn update_group(
     // Group 0 (everyone) has no record until its name or strategy is set.
     let mut record = match state.ctx.directory.group(tenant.id, GroupId(group)) {
         Some(g) => g,
-        None if group == 0 => GroupRecord { tenant: tenant.id, id: GroupId(0), name: "default".into(), members: vec![], strategy: Strategy::default(), auto_transfer_secs: 0, created_at_ms: now_ms() },
+        None if group == 0 => GroupRecord { tenant: tenant.id, id: GroupId(0), name: "default".into(), members: vec![], strategy: Strategy::default(), auto_transfer_secs: 0, max_queue: 0, overflow_group: None, overflow_after_secs: 0, created_at_ms: now_ms() },
         None => return Err(ApiError::NotFound(format!("group {group}"))),
     };
-    if let Some(strategy) = body.strategy {
-        record.strategy = strategy;
-    }
-    if let Some(secs) = body.auto_transfer_secs {
-        record.auto_transfer_secs = secs;
-    }
+    apply_group_settings(&state, tenant.id, &mut record, &body)?;
     if let Some(name) = &body.name {
         check_name(name)?;
         record.name = name.clone();

@@ -355,6 +355,24 @@ impl Pool {
         self.seats.get(&agent).map(|s| (s.active.len(), s.capacity))
     }
 
+    /// Waiting conversations of one group.
+    pub fn queue_len_of(&self, group: GroupId) -> usize {
+        self.queues.get(&group).map_or(0, |q| q.len())
+    }
+
+    /// Moves a waiting conversation to another group's queue, keeping its ticket (so
+    /// its age), and drains. False if it is not waiting.
+    pub fn move_queued(&mut self, conversation: ConversationId, to: GroupId) -> (bool, Vec<Assignment>) {
+        let (Some(ticket), Some(from)) = (self.tickets.get(&conversation).copied(), self.group_of(conversation)) else {
+            return (false, Vec::new());
+        };
+        if let Some(q) = self.queues.get_mut(&from) {
+            q.remove(&ticket);
+        }
+        self.restore_queued(conversation, to, ticket);
+        (true, self.drain())
+    }
+
     /// Every waiting conversation with its group and 1-based position.
     pub fn queued(&self) -> Vec<(ConversationId, GroupId, usize)> {
         let mut out = Vec::new();
@@ -548,6 +566,24 @@ mod tests {
         assert_eq!(p.reassign_away(ConversationId(1)), Some(AgentId(2)));
         assert_eq!(p.assigned_to(AgentId(1)), vec![]);
         assert_eq!(p.load(AgentId(2)), Some((1, 1)));
+    }
+
+    #[test]
+    fn an_overflowed_chat_keeps_its_age_in_the_new_queue() {
+        let (a, b) = (GroupId(1), GroupId(2));
+        let mut p = pool(&[(1, 1), (2, 1)]);
+        p.set_members(a, [AgentId(1)]);
+        p.set_members(b, [AgentId(2)]);
+        p.place(ConversationId(1), a, 1);
+        p.place(ConversationId(2), b, 2);
+        p.place(ConversationId(3), a, 3); // waits in a
+        p.place(ConversationId(4), b, 4); // waits in b
+        assert_eq!(p.queue_len_of(a), 1);
+        let (moved, drained) = p.move_queued(ConversationId(3), b);
+        assert!(moved && drained.is_empty());
+        assert_eq!(p.position(ConversationId(3)), Some(1), "older than the chat already waiting in b");
+        assert_eq!(p.group_of(ConversationId(3)), Some(b));
+        assert!(!p.move_queued(ConversationId(1), b).0, "an assigned chat does not move");
     }
 
     #[test]

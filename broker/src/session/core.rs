@@ -242,6 +242,7 @@ fn on_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ctx: &mut Context<
                         RouteError::Forbidden { .. } => ErrorCode::FORBIDDEN,
                         RouteError::Storage { .. } => ErrorCode::STORAGE_UNAVAILABLE,
                         RouteError::Unavailable => ErrorCode::SHUTTING_DOWN,
+                        RouteError::QueueFull => ErrorCode::QUEUE_FULL,
                     };
                     act.core().reject(code, e.to_string(), None);
                 }

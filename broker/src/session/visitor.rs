@@ -55,6 +55,7 @@ impl SessionActor for VisitorSession {
         let open = router.send(OpenConversation { visitor: self.visitor, group: None });
         ctx.wait(open.into_actor(self).map(move |res, act, ctx| match res.unwrap_or(Err(RouteError::Unavailable)) {
             Ok(conversation) => core::append(act, conversation, msg, ctx),
+            Err(RouteError::QueueFull) => act.core.reject(ErrorCode::QUEUE_FULL, RouteError::QueueFull.to_string(), Some(msg.client_msg_id)),
             Err(e) => act.core.reject(
                 ErrorCode::STORAGE_UNAVAILABLE,
                 format!("cannot open a conversation ({e}); retry with the same client_msg_id"),

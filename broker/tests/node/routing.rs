@@ -255,3 +255,65 @@ async fn waiting_visitors_are_told_their_position_as_it_changes() {
     let (f, _) = v3.recv_until(status(c3)).await;
     assert!(matches!(f, ServerFrame::QueueStatus { position: 1, .. }), "{f:?}");
 }
+
+#[tokio::test]
+async fn a_full_queue_overflows_to_another_group_by_length_and_by_wait_and_then_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    let (sales_agent, sales_token) = create_agent(&node, t.id, 1);
+    let (backup_agent, backup_token) = create_agent(&node, t.id, 1);
+    let backup = admin_post(&node, &format!("/v1/tenants/{}/groups", t.id.0), serde_json::json!({"name": "backup", "members": [backup_agent.0]}));
+    let backup_id = backup["id"].as_u64().unwrap();
+    let sales = admin_post(
+        &node,
+        &format!("/v1/tenants/{}/groups", t.id.0),
+        serde_json::json!({"name": "sales", "members": [sales_agent.0], "max_queue": 1, "overflow_group": backup_id, "overflow_after_secs": 1}),
+    );
+    let sales_id = sales["id"].as_u64().unwrap();
+    // The bot's menu is the way into a group.
+    ureq::put(&node.url(&format!("/v1/tenants/{}/bot", t.id.0)))
+        .set("authorization", &format!("Bearer {}", t.api_key))
+        .send_json(serde_json::json!({"enabled": true, "welcome": "Hi", "menu": [{"label": "Sales", "group": sales_id}]}))
+        .unwrap();
+    let (mut sales_seat, _) = Raw::login(node.tcp, Auth::Agent { token: sales_token }, vec![]).await;
+    let into_sales = |i: u64| async move {
+        let (mut v, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+        let (c, _) = v.send_accepted(1, None, &format!("visitor {i}")).await;
+        v.send(&ClientFrame::Choose { conversation: c, item: 1 }).await;
+        (v, c)
+    };
+    let (_v1, c1) = into_sales(1).await;
+    assert_eq!(assigned(&mut sales_seat).await, c1, "the sales agent is now full");
+    // The next one waits in sales (queue of 1); after a second it overflows to backup
+    // by waiting time, where the backup agent (once online) takes it.
+    let (mut v2, c2) = into_sales(2).await;
+    v2.recv_until(|f| matches!(f, ServerFrame::QueueStatus { conversation, .. } if *conversation == c2)).await;
+    let (mut backup_seat, _) = Raw::login(node.tcp, Auth::Agent { token: backup_token }, vec![]).await;
+    assert_eq!(assigned(&mut backup_seat).await, c2, "overflowed to backup after waiting");
+    // From here on only the queue length decides (no more overflow by waiting).
+    let after = put(&node, &t, format!("/v1/tenants/{}/groups/{}", t.id.0, sales_id), serde_json::json!({"overflow_after_secs": 0}));
+    assert_eq!(after["overflow_after_secs"], 0);
+    // Both agents are full: sales queues one, the next overflows to backup's queue by
+    // length... and backup has no limit, so it waits there.
+    let (_v3, c3) = into_sales(3).await;
+    let (mut v4, c4) = into_sales(4).await;
+    let (f, _) = v4.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == c4 && u.state == ConversationState::Queued)).await;
+    let _ = f;
+    let group_of = |c: ConversationId| -> u64 {
+        let list: serde_json::Value = ureq::get(&node.url(&format!("/v1/tenants/{}/conversations", t.id.0)))
+            .set("authorization", &format!("Bearer {}", t.api_key))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        list.as_array().unwrap().iter().find(|r| r["id"] == c.0).map(|r| r["group"].as_u64().unwrap()).unwrap_or(u64::MAX)
+    };
+    assert_eq!(group_of(c3), sales_id, "room in the sales queue");
+    assert_eq!(group_of(c4), backup_id, "the sales queue was full: overflowed by length");
+    // A queue with a limit and no overflow refuses, clearly.
+    put(&node, &t, format!("/v1/tenants/{}/groups/{}", t.id.0, backup_id), serde_json::json!({"max_queue": 1}));
+    let (mut v5, c5) = into_sales(5).await;
+    let (f, _) = v5.recv_until(|f| matches!(f, ServerFrame::Message(m) if m.conversation == c5 && m.body.contains("queue is full"))).await;
+    assert!(matches!(f, ServerFrame::Message(_)));
+}

@@ -71,10 +71,17 @@ impl TenantRouter {
         let group = if group == DEFAULT_GROUP || self.ctx.directory.group(self.tenant, group).is_some() { group } else { DEFAULT_GROUP };
         let ticket = self.next_ticket(rec.visitor);
         let now = now_ms();
-        rec.group = group;
         rec.queue_ticket = ticket;
         rec.queued_at_ms = Some(now);
-        match self.pool.place(rec.id, group, ticket) {
+        let (group, placement) = match self.place_in(rec.id, group, ticket) {
+            Ok(x) => x,
+            Err(_) => {
+                self.bot_says(rec.id, "All our agents are busy and the queue is full. Please leave a message; we will get back to you. 客服繁忙，请留言。".into());
+                return;
+            }
+        };
+        rec.group = group;
+        match placement {
             Placement::Assigned(agent) => {
                 rec.state = ConversationState::Assigned;
                 rec.agent = Some(agent);

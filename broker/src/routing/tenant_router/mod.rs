@@ -48,6 +48,9 @@ pub enum RouteError {
     /// The router is gone (node shutting down).
     #[error("router unavailable")]
     Unavailable,
+    /// The group's queue (and its overflow's) is at its limit.
+    #[error("all agents are busy and the queue is full; please try again later")]
+    QueueFull,
 }
 
 /// Sent by a `VisitorSession`: the visitor's open conversation, opened if needed.
@@ -321,6 +324,9 @@ impl TenantRouter {
                     if done.rec.state == ConversationState::Assigned && done.rec.first_agent_reply_at_ms.is_none() {
                         self.watch_reply(&done.rec, ctx);
                     }
+                    if done.rec.state == ConversationState::Queued {
+                        self.watch_wait(&done.rec, ctx);
+                    }
                 }
                 if let (ConversationState::Closed, Some(a), Some(c)) = (done.rec.state, done.rec.assigned_at_ms, done.rec.closed_at_ms) {
                     self.handling.observe(c.saturating_sub(a));
@@ -370,6 +376,50 @@ impl TenantRouter {
                 registry.notify(self.tenant, Participant::Agent(member), SessionEvent::Conversation(update.clone()));
             }
         }
+    }
+
+    /// Places a conversation in `group`, or in its overflow group when the group would
+    /// queue it past `max_queue`; refuses when there is no room in either.
+    fn place_in(&mut self, conversation: ConversationId, group: GroupId, ticket: i64) -> Result<(GroupId, Placement), RouteError> {
+        let mut group = group;
+        for _ in 0..2 {
+            let rec = self.ctx.directory.group(self.tenant, group);
+            let limit = rec.as_ref().map_or(0, |g| g.max_queue) as usize;
+            let would_queue = self.pool.queue_len_of(group) > 0 || self.pool.pick(group).is_none();
+            if limit == 0 || !would_queue || self.pool.queue_len_of(group) < limit {
+                return Ok((group, self.pool.place(conversation, group, ticket)));
+            }
+            match rec.and_then(|g| g.overflow_group).filter(|g| *g != group) {
+                Some(next) => group = next,
+                None => break,
+            }
+        }
+        ::metrics::counter!(metrics::QUEUE_FULL).increment(1);
+        Err(RouteError::QueueFull)
+    }
+
+    /// If the conversation's group overflows by waiting time, moves it on once it has
+    /// waited that long.
+    fn watch_wait(&self, rec: &ConversationRecord, ctx: &mut Context<Self>) {
+        let Some(g) = self.ctx.directory.group(self.tenant, rec.group) else { return };
+        let (Some(to), secs) = (g.overflow_group, g.overflow_after_secs) else { return };
+        if secs == 0 {
+            return;
+        }
+        let (conversation, from, queued_at) = (rec.id, rec.group, rec.queued_at_ms);
+        ctx.run_later(std::time::Duration::from_secs(secs as u64), move |act, ctx| {
+            let Some(mut rec) = act.records.get(&conversation).copied() else { return };
+            if rec.state != ConversationState::Queued || rec.group != from || rec.queued_at_ms != queued_at {
+                return;
+            }
+            let (moved, drained) = act.pool.move_queued(conversation, to);
+            if moved {
+                tracing::info!(tenant = %act.tenant, %conversation, from = %from, to = %to, "waited too long: overflowed");
+                rec.group = to;
+                act.persist(rec, &["conversation.queued"], ctx);
+                act.apply(drained, ctx);
+            }
+        });
     }
 
     /// The next queue ticket for a visitor's conversation (VIPs ahead).
@@ -462,7 +512,14 @@ impl Handler<OpenConversation> for TenantRouter {
         let now = now_ms();
         let group = msg.group.filter(|g| self.ctx.directory.group(self.tenant, *g).is_some()).unwrap_or(DEFAULT_GROUP);
         let bot = self.ctx.directory.bot(self.tenant).filter(|b| b.enabled);
-        let placement = if bot.is_some() { None } else { Some(self.pool.place(id, group, ticket)) };
+        let (group, placement) = if bot.is_some() {
+            (group, None)
+        } else {
+            match self.place_in(id, group, ticket) {
+                Ok((g, p)) => (g, Some(p)),
+                Err(e) => return Box::pin(fut::ready(Err(e))),
+            }
+        };
         let (state, agent) = match placement {
             None => (ConversationState::Bot, None),
             Some(Placement::Assigned(agent)) => (ConversationState::Assigned, Some(agent)),
