@@ -87,9 +87,14 @@ pub(crate) struct Writer {
     options: StoreOptions,
     /// Last durable seq per conversation.
     last_seq: HashMap<ConversationId, u64>,
-    /// Durable value of each id counter.
+    /// Durable value of each id counter (for leased counters: the end of the block).
     counters: HashMap<&'static str, u64>,
+    /// Next id to hand out from each counter's leased block.
+    leased: HashMap<&'static str, u64>,
 }
+
+/// Ids leased per durable counter write.
+const ID_LEASE: u64 = 1000;
 
 /// What one batch changes before it is known to be durable.
 #[derive(Default)]
@@ -98,12 +103,13 @@ struct Overlay {
     idempotency: HashMap<[u8; 25], u64>,
     cursors: HashMap<[u8; 17], u64>,
     counters: HashMap<&'static str, u64>,
+    leased: HashMap<&'static str, u64>,
     visitors: HashMap<Vec<u8>, VisitorId>,
 }
 
 impl Writer {
     pub(crate) fn new(db: Arc<DB>, rx: Receiver<WriteOp>, listener: Arc<dyn CommitListener>, options: StoreOptions) -> Self {
-        Writer { db, rx, listener, options, last_seq: HashMap::new(), counters: HashMap::new() }
+        Writer { db, rx, listener, options, last_seq: HashMap::new(), counters: HashMap::new(), leased: HashMap::new() }
     }
 
     pub(crate) fn run(mut self) {
@@ -165,6 +171,8 @@ impl Writer {
             }
         }
         if batch.is_empty() {
+            // Nothing to write (e.g. ids served from an already durable lease).
+            self.leased.extend(overlay.leased);
             replies.into_iter().for_each(|r| r.complete(Ok(())));
             return shutdown;
         }
@@ -180,6 +188,7 @@ impl Writer {
                 }
                 self.last_seq.extend(overlay.seq);
                 self.counters.extend(overlay.counters);
+                self.leased.extend(overlay.leased);
                 if !committed.is_empty() {
                     self.listener.committed(&committed);
                 }
@@ -341,11 +350,19 @@ impl Writer {
         Ok(())
     }
 
+    /// The next id of counter `name`. Ids are leased in blocks of [`ID_LEASE`]: the
+    /// counter on disk holds the end of the current block, so most allocations need no
+    /// write, and after a crash the rest of a block is skipped, never reused.
     fn allocate(&mut self, overlay: &mut Overlay, batch: &mut WriteBatch, name: &'static str) -> Result<u64, StoreError> {
-        let id = self.counter(overlay, name)? + 1;
-        batch.put_cf(cf(&self.db, CF_DIRECTORY)?, counter_key(name), id.to_be_bytes());
-        overlay.counters.insert(name, id);
-        Ok(id)
+        let end = self.counter(overlay, name)?;
+        let next = overlay.leased.get(name).or(self.leased.get(name)).copied().unwrap_or(end + 1);
+        if next > end {
+            let new_end = next - 1 + ID_LEASE;
+            batch.put_cf(cf(&self.db, CF_DIRECTORY)?, counter_key(name), new_end.to_be_bytes());
+            overlay.counters.insert(name, new_end);
+        }
+        overlay.leased.insert(name, next + 1);
+        Ok(next)
     }
 }
 

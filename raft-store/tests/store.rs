@@ -94,7 +94,28 @@ async fn everything_acknowledged_survives_reopen() {
     assert_eq!(store.last_seq(ConversationId(3)).unwrap(), 10);
     assert_eq!(store.append(request(3, V, 3, "m3")).await.unwrap(), AppendOutcome::Duplicate { seq: 4 });
     assert_eq!(store.append(request(3, V, 99, "new")).await.unwrap(), AppendOutcome::Committed { seq: 11 });
-    assert_eq!(durable(store.allocate_id(IdKind::Visitor)).await.unwrap(), 2, "ids are never reused");
+    let next = durable(store.allocate_id(IdKind::Visitor)).await.unwrap();
+    assert!(next > 1, "ids are never reused after a restart (got {next})");
+}
+
+#[tokio::test]
+async fn ids_are_unique_and_increasing_within_and_across_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let store = open(dir.path(), Arc::new(log::NoListener));
+        // Many at once (one batch), then one at a time (batches that write nothing).
+        let futs: Vec<_> = (0..1500).map(|_| store.allocate_id(IdKind::Agent)).collect();
+        for f in futs {
+            seen.push(durable(f).await.unwrap());
+        }
+        for _ in 0..1000 {
+            seen.push(durable(store.allocate_id(IdKind::Agent)).await.unwrap());
+        }
+        store.shutdown();
+    }
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "strictly increasing, so unique, across a reopen");
+    assert_eq!(seen[0], 1);
 }
 
 #[tokio::test]

@@ -27,7 +27,8 @@ impl Registry {
     /// Adds a session; returns how many sessions the identity has now.
     pub fn register(&self, tenant: TenantId, who: Participant, conn: ConnId, addr: Recipient<SessionEvent>) -> usize {
         self.by_conn.insert(conn, addr.clone());
-        let mut list = self.by_identity.entry((tenant, who)).or_default();
+        // Most identities have one connection: don't reserve room for four.
+        let mut list = self.by_identity.entry((tenant, who)).or_insert_with(|| Vec::with_capacity(1));
         list.push((conn, addr));
         list.len()
     }
