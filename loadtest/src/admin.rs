@@ -193,6 +193,47 @@ pub async fn broker_rss(admin: &Admin, pid: u32) -> Result<(u64, RssSource)> {
     Ok((bytes as u64, RssSource::Metrics))
 }
 
+/// CPU seconds used so far by process `pid` (`/proc/<pid>/stat` when the node is
+/// local, else the node's `switchboard_process_cpu_seconds_total`).
+pub async fn process_cpu_secs(admin: &Admin, pid: u32) -> Option<f64> {
+    let host = admin.host();
+    let local = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if local {
+        if let Some(secs) = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| stat_cpu_secs(&s)) {
+            return Some(secs);
+        }
+    }
+    let text = admin.metrics().await.ok()?;
+    metric_value(&text, "switchboard_process_cpu_seconds_total")
+}
+
+/// CPU seconds of this process.
+pub fn own_cpu_secs() -> Option<f64> {
+    stat_cpu_secs(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// utime + stime of a `/proc/<pid>/stat` text, in seconds.
+pub fn stat_cpu_secs(stat: &str) -> Option<f64> {
+    // fields after the parenthesised command name; utime and stime are fields 14 and 15
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz.max(1.0))
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    #[test]
+    fn stat_cpu_secs_reads_utime_and_stime() {
+        let stat = "123 (my (odd) prog) S 1 2 3 4 5 6 7 8 9 10 250 150 0 0 20 0";
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        assert_eq!(super::stat_cpu_secs(stat), Some(400.0 / hz));
+        assert_eq!(super::stat_cpu_secs("garbage"), None);
+    }
+}
+
 /// `VmRSS` of a `/proc/<pid>/status` text, in bytes.
 pub fn vm_rss_bytes(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;

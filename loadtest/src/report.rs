@@ -38,6 +38,10 @@ pub struct Context {
     pub node_version: String,
     /// Idle only.
     pub memory: Option<Memory>,
+    /// CPU used over the run: (broker cores, this process's cores), and broker RSS at the end.
+    pub cpu: Option<(f64, f64)>,
+    /// Broker RSS at the end of the run.
+    pub rss_bytes_end: Option<u64>,
 }
 
 /// Every figure of a run. Keys are stable: scripts read the JSON.
@@ -137,6 +141,12 @@ pub struct Report {
     /// (after - before) / connections.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rss_bytes_per_connection: Option<f64>,
+    /// Broker CPU over the run, in cores (1.0 = one core busy).
+    pub broker_cpu_cores: Option<f64>,
+    /// This load generator's CPU over the run (workers not included), in cores.
+    pub loadtest_cpu_cores: Option<f64>,
+    /// Broker RSS at the end of the run.
+    pub broker_rss_bytes_end: Option<u64>,
     /// Heartbeat interval the node announced.
     pub heartbeat_secs: u32,
     /// Length of the idle phase.
@@ -225,6 +235,9 @@ pub fn build(c: &Context, o: &Outcome) -> Report {
         rss_bytes_before: c.memory.map(|m| m.before),
         rss_bytes_after: c.memory.map(|m| m.after),
         rss_bytes_per_connection: c.memory.map(|m| round2((m.after as f64 - m.before as f64) / connections)),
+        broker_cpu_cores: c.cpu.map(|(b, _)| round2(b)),
+        loadtest_cpu_cores: c.cpu.map(|(_, l)| round2(l)),
+        broker_rss_bytes_end: c.rss_bytes_end,
         heartbeat_secs: o.heartbeat_secs,
         idle_secs: idle.then_some(round2(o.idle_secs)),
         heartbeat_bytes_per_connection_hour: (idle && o.idle_secs > 0.0)
@@ -278,6 +291,12 @@ pub fn table(r: &Report) -> String {
     if let (Some(before), Some(after), Some(per)) = (r.rss_bytes_before, r.rss_bytes_after, r.rss_bytes_per_connection) {
         let _ = writeln!(out, "  {:<22} {} -> {} bytes ({}), {:.0} bytes per connection", "broker rss", before, after, r.rss_source.unwrap_or("?"), per);
     }
+    if let (Some(b), Some(l)) = (r.broker_cpu_cores, r.loadtest_cpu_cores) {
+        let _ = writeln!(out, "  {:<22} broker {b:.2} cores, loadtest {l:.2} cores (over the whole run)", "cpu");
+    }
+    if let Some(rss) = r.broker_rss_bytes_end {
+        let _ = writeln!(out, "  {:<22} {rss} bytes at the end", "broker rss");
+    }
     if let (Some(measured), Some(expected)) = (r.heartbeat_bytes_per_connection_hour, r.heartbeat_bytes_per_connection_hour_expected) {
         let _ = writeln!(
             out,
@@ -307,6 +326,8 @@ mod tests {
             duration: Duration::from_secs(10),
             node_version: "0.1.0".into(),
             memory,
+            cpu: Some((0.5, 0.25)),
+            rss_bytes_end: Some(1 << 20),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The parent's path: discover the node, set up a tenant and agents, split the load
 //! into jobs (one per process), run them here or in workers, merge, report.
 
-use crate::admin::{broker_rss, Admin};
+use crate::admin::{broker_rss, own_cpu_secs, process_cpu_secs, Admin};
 use crate::cli::{ChatArgs, Command, CommonArgs, TransportArg};
 use crate::job::{AgentCred, Job, Outcome, Scenario};
 use crate::net::Net;
@@ -168,6 +168,7 @@ pub async fn run(command: Command, nofile: u64) -> Result<bool> {
         Scenario::Idle => Some(broker_rss(&admin, node.pid).await?),
         _ => None,
     };
+    let cpu_start = (std::time::Instant::now(), process_cpu_secs(&admin, node.pid).await, own_cpu_secs());
     let (outcome, rss_after) = if workers == 1 {
         run_here(&jobs[0], &admin, node.pid, rss_before.is_some(), hard_limit).await?
     } else {
@@ -177,6 +178,12 @@ pub async fn run(command: Command, nofile: u64) -> Result<bool> {
         (Some((before, source)), Some(after)) => Some(Memory { before, after, source }),
         _ => None,
     };
+    let wall = cpu_start.0.elapsed().as_secs_f64().max(1e-3);
+    let cpu = match (cpu_start.1, process_cpu_secs(&admin, node.pid).await, cpu_start.2, own_cpu_secs()) {
+        (Some(b0), Some(b1), Some(l0), Some(l1)) => Some(((b1 - b0) / wall, (l1 - l0) / wall)),
+        _ => None,
+    };
+    let rss_bytes_end = broker_rss(&admin, node.pid).await.ok().map(|(bytes, _)| bytes);
     let context = ReportContext {
         scenario: req.scenario,
         transport: common.transport,
@@ -185,6 +192,8 @@ pub async fn run(command: Command, nofile: u64) -> Result<bool> {
         duration: common.duration,
         node_version: node.version.clone(),
         memory,
+        cpu,
+        rss_bytes_end,
     };
     let report = crate::report::build(&context, &outcome);
     println!("{}", crate::report::table(&report));

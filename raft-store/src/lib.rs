@@ -28,7 +28,7 @@ pub mod store;
 mod writer;
 
 pub use error::StoreError;
-pub use log::{AppendFuture, AppendOutcome, AppendRequest, CommitListener, Committed, ConversationLog};
+pub use log::{Answer, AppendFuture, AppendOutcome, AppendRequest, CommitListener, Committed, ConversationLog};
 pub use records::{
     AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, KnowledgeRecord, MenuItemRecord, OutboxRecord, Strategy,
     TenantRecord, VisitorProfileRecord, WebhookEvent, WebhookRecord,

@@ -69,11 +69,26 @@ pub struct Committed {
     pub received_at: Instant,
 }
 
+/// The answer to a [`ConversationLog::submit`] that did not commit a new message.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// [`AppendRequest::origin`].
+    pub origin: u64,
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The sender's id for the message.
+    pub client_msg_id: u64,
+    /// `Ok(seq)`: a duplicate of the message with that seq; `Err`: not stored, why.
+    pub result: Result<u64, String>,
+}
+
 /// Told, in commit order, about every message once it is durable. Called on the
 /// writer thread: implementations must only hand work off (no blocking).
 pub trait CommitListener: Send + Sync + 'static {
     /// A batch of newly durable messages, in order.
     fn committed(&self, batch: &[Committed]);
+    /// Submitted appends that were duplicates or failed.
+    fn answered(&self, _answers: &[Answer]) {}
 }
 
 /// A listener that does nothing (tests, tools).
@@ -106,6 +121,10 @@ impl Future for AppendFuture {
 pub trait ConversationLog: Send + Sync + 'static {
     /// Appends a message; the future resolves once it is durable.
     fn append(&self, request: AppendRequest) -> AppendFuture;
+    /// Appends a message without a future: a new message is reported through
+    /// [`CommitListener::committed`], a duplicate or a failure through
+    /// [`CommitListener::answered`]. What sessions use on the hot path.
+    fn submit(&self, request: AppendRequest);
     /// Up to `limit` messages with seq > `after_seq`, in order, at most about
     /// `max_bytes` of bodies (always at least one message if any exists). Blocking: call
     /// off the actor threads.

@@ -7,7 +7,7 @@ use crate::records::{
     self, AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, KnowledgeRecord, OutboxRecord, TenantRecord, VisitorProfileRecord,
     WebhookEvent, WebhookRecord,
 };
-use crate::writer::{Put, WriteOp, Writer};
+use crate::writer::{AppendReply, Put, WriteOp, Writer};
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, DB};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -342,8 +342,12 @@ fn read_counter(db: &DB, name: &str) -> Result<u64, StoreError> {
 impl ConversationLog for Store {
     fn append(&self, request: AppendRequest) -> AppendFuture {
         let (reply, rx) = oneshot::channel();
-        self.send(WriteOp::Append { request, reply });
+        self.send(WriteOp::Append { request, reply: AppendReply::Future(reply) });
         AppendFuture::new(rx)
+    }
+
+    fn submit(&self, request: AppendRequest) {
+        self.send(WriteOp::Append { request, reply: AppendReply::Listener });
     }
 
     fn read(&self, conversation: ConversationId, after_seq: u64, limit: usize, max_bytes: usize) -> Result<Vec<ChatMessage>, StoreError> {

@@ -5,7 +5,7 @@
 
 use crate::error::StoreError;
 use crate::keys::*;
-use crate::log::{AppendOutcome, AppendRequest, CommitListener, Committed};
+use crate::log::{Answer, AppendOutcome, AppendRequest, CommitListener, Committed};
 use crate::metric_names;
 use crate::records;
 use crate::store::{counters, StoreOptions};
@@ -30,7 +30,7 @@ pub(crate) struct Put {
 }
 
 pub(crate) enum WriteOp {
-    Append { request: AppendRequest, reply: oneshot::Sender<Result<AppendOutcome, StoreError>> },
+    Append { request: AppendRequest, reply: AppendReply },
     Ack { conversation: ConversationId, reader: Participant, seq: u64 },
     Put {
         puts: Vec<Put>,
@@ -44,19 +44,33 @@ pub(crate) enum WriteOp {
     Shutdown,
 }
 
+/// Where the outcome of an append goes.
+pub(crate) enum AppendReply {
+    /// A caller's future.
+    Future(oneshot::Sender<Result<AppendOutcome, StoreError>>),
+    /// The listener: committed messages are already reported; duplicates and failures
+    /// become [`Answer`]s.
+    Listener,
+}
+
 /// A reply to send once the batch is durable.
 enum Reply {
-    Append(oneshot::Sender<Result<AppendOutcome, StoreError>>, AppendOutcome),
+    Append { reply: AppendReply, outcome: AppendOutcome, origin: u64, conversation: ConversationId, client_msg_id: u64 },
     Unit(oneshot::Sender<Result<(), StoreError>>),
     Id(oneshot::Sender<Result<u64, StoreError>>, u64),
     Visitor(oneshot::Sender<Result<VisitorId, StoreError>>, VisitorId),
 }
 
 impl Reply {
-    fn complete(self, result: Result<(), &StoreError>) {
+    fn complete(self, result: Result<(), &StoreError>, answers: &mut Vec<Answer>) {
         let fail = |e: &StoreError| StoreError::WriteFailed { reason: e.to_string() };
         match self {
-            Reply::Append(tx, outcome) => drop(tx.send(result.map(|_| outcome).map_err(fail))),
+            Reply::Append { reply: AppendReply::Future(tx), outcome, .. } => drop(tx.send(result.map(|_| outcome).map_err(fail))),
+            Reply::Append { reply: AppendReply::Listener, outcome, origin, conversation, client_msg_id } => match (result, outcome) {
+                (Ok(()), AppendOutcome::Committed { .. }) => {}
+                (Ok(()), AppendOutcome::Duplicate { seq }) => answers.push(Answer { origin, conversation, client_msg_id, result: Ok(seq) }),
+                (Err(e), _) => answers.push(Answer { origin, conversation, client_msg_id, result: Err(e.to_string()) }),
+            },
             Reply::Unit(tx) => drop(tx.send(result.map_err(fail))),
             Reply::Id(tx, id) => drop(tx.send(result.map(|_| id).map_err(fail))),
             Reply::Visitor(tx, v) => drop(tx.send(result.map(|_| v).map_err(fail))),
@@ -163,17 +177,19 @@ impl Writer {
         let mut replies = Vec::with_capacity(ops.len());
         let mut committed = Vec::new();
         let mut shutdown = false;
+        let mut answers = Vec::new();
         let n_ops = ops.len();
         for op in ops {
             if let Err((op, e)) = self.prepare(op, &mut batch, &mut overlay, &mut replies, &mut committed, &mut shutdown) {
                 tracing::warn!(error = %e, "store operation failed before commit");
-                fail_op(op, e);
+                fail_op(op, e, &mut answers);
             }
         }
         if batch.is_empty() {
             // Nothing to write (e.g. ids served from an already durable lease).
             self.leased.extend(overlay.leased);
-            replies.into_iter().for_each(|r| r.complete(Ok(())));
+            replies.into_iter().for_each(|r| r.complete(Ok(()), &mut answers));
+            self.answer(&answers);
             return shutdown;
         }
         let started = Instant::now();
@@ -192,16 +208,23 @@ impl Writer {
                 if !committed.is_empty() {
                     self.listener.committed(&committed);
                 }
-                replies.into_iter().for_each(|r| r.complete(Ok(())));
+                replies.into_iter().for_each(|r| r.complete(Ok(()), &mut answers));
             }
             Err(e) => {
                 metrics::counter!(metric_names::COMMIT_ERRORS).increment(1);
                 tracing::error!(error = %e, ops = n_ops, "group commit failed; nothing of the batch is acknowledged");
                 let err = StoreError::Rocks { op: "write batch", source: e };
-                replies.into_iter().for_each(|r| r.complete(Err(&err)));
+                replies.into_iter().for_each(|r| r.complete(Err(&err), &mut answers));
             }
         }
+        self.answer(&answers);
         shutdown
+    }
+
+    fn answer(&self, answers: &[Answer]) {
+        if !answers.is_empty() {
+            self.listener.answered(answers);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -217,8 +240,10 @@ impl Writer {
         match op {
             WriteOp::Append { request, reply } => {
                 let key = idempotency_key(request.conversation, request.sender, request.client_msg_id);
+                let (origin, conversation, client_msg_id) = (request.origin, request.conversation, request.client_msg_id);
+                let answer = |reply, outcome| Reply::Append { reply, outcome, origin, conversation, client_msg_id };
                 if let Some(seq) = overlay.idempotency.get(&key) {
-                    replies.push(Reply::Append(reply, AppendOutcome::Duplicate { seq: *seq }));
+                    replies.push(answer(reply, AppendOutcome::Duplicate { seq: *seq }));
                     return Ok(());
                 }
                 let existing = match cf(&self.db, CF_IDEMPOTENCY).and_then(|c| self.db.get_cf(c, key).map_err(StoreError::rocks("read idempotency key"))) {
@@ -227,13 +252,18 @@ impl Writer {
                 };
                 if let Some(v) = existing {
                     // Already durable from an earlier batch.
-                    let result = records::decode_u64("idempotency", &v).map(|seq| AppendOutcome::Duplicate { seq });
-                    let _ = reply.send(result);
+                    match records::decode_u64("idempotency", &v) {
+                        Ok(seq) => replies.push(answer(reply, AppendOutcome::Duplicate { seq })),
+                        Err(e) => return Err((WriteOp::Append { request, reply }, e)),
+                    }
                     return Ok(());
                 }
                 let seq = match self.next_seq(overlay, request.conversation) {
                     Ok(s) => s,
                     Err(e) => return Err((WriteOp::Append { request, reply }, e)),
+                };
+                let (Ok(messages_cf), Ok(idem_cf)) = (cf(&self.db, CF_MESSAGES), cf(&self.db, CF_IDEMPOTENCY)) else {
+                    return Err((WriteOp::Append { request, reply }, StoreError::Corrupt { what: "column family", reason: "missing".into() }));
                 };
                 let message = ChatMessage {
                     conversation: request.conversation,
@@ -242,10 +272,6 @@ impl Writer {
                     client_msg_id: request.client_msg_id,
                     sent_at_ms: request.sent_at_ms,
                     body: request.body,
-                };
-                let (Ok(messages_cf), Ok(idem_cf)) = (cf(&self.db, CF_MESSAGES), cf(&self.db, CF_IDEMPOTENCY)) else {
-                    let _ = reply.send(Err(StoreError::Corrupt { what: "column family", reason: "missing".into() }));
-                    return Ok(());
                 };
                 batch.put_cf(messages_cf, message_key(request.conversation, seq), records::encode(&message));
                 batch.put_cf(idem_cf, key, seq.to_be_bytes());
@@ -257,7 +283,7 @@ impl Writer {
                 }
                 overlay.seq.insert(request.conversation, seq);
                 overlay.idempotency.insert(key, seq);
-                replies.push(Reply::Append(reply, AppendOutcome::Committed { seq }));
+                replies.push(answer(reply, AppendOutcome::Committed { seq }));
                 committed.push(Committed { message, origin: request.origin, received_at: request.received_at });
             }
             WriteOp::Ack { conversation, reader, seq } => {
@@ -366,9 +392,15 @@ impl Writer {
     }
 }
 
-fn fail_op(op: WriteOp, e: StoreError) {
+fn fail_op(op: WriteOp, e: StoreError, answers: &mut Vec<Answer>) {
     match op {
-        WriteOp::Append { reply, .. } => drop(reply.send(Err(e))),
+        WriteOp::Append { reply: AppendReply::Future(reply), .. } => drop(reply.send(Err(e))),
+        WriteOp::Append { reply: AppendReply::Listener, request } => answers.push(Answer {
+            origin: request.origin,
+            conversation: request.conversation,
+            client_msg_id: request.client_msg_id,
+            result: Err(e.to_string()),
+        }),
         WriteOp::Put { reply, .. } | WriteOp::Barrier { reply } => drop(reply.send(Err(e))),
         WriteOp::AllocateId { reply, .. } => drop(reply.send(Err(e))),
         WriteOp::ResolveVisitor { reply, .. } => drop(reply.send(Err(e))),

@@ -191,3 +191,33 @@ async fn after_shutdown_writes_fail_cleanly() {
     store.shutdown();
     assert!(matches!(store.append(request(1, V, 1, "x")).await, Err(StoreError::Closed)));
 }
+
+#[derive(Default)]
+struct Answers(Mutex<Vec<(u64, Result<u64, String>)>>, Mutex<Vec<u64>>);
+
+impl CommitListener for Answers {
+    fn committed(&self, batch: &[Committed]) {
+        self.1.lock().unwrap().extend(batch.iter().map(|c| c.message.seq));
+    }
+    fn answered(&self, answers: &[Answer]) {
+        self.0.lock().unwrap().extend(answers.iter().map(|a| (a.client_msg_id, a.result.clone())));
+    }
+}
+
+#[tokio::test]
+async fn submitted_appends_are_answered_through_the_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = Arc::new(Answers::default());
+    let store = open(dir.path(), listener.clone());
+    store.submit(request(1, V, 10, "a"));
+    store.submit(request(1, V, 10, "a")); // a duplicate in the same batch or the next
+    store.flush().await.unwrap().unwrap();
+    store.submit(request(1, V, 10, "a")); // a duplicate of a durable message
+    store.submit(request(1, V, 11, "b"));
+    store.flush().await.unwrap().unwrap();
+    assert_eq!(*listener.1.lock().unwrap(), vec![1, 2], "new messages go to committed()");
+    assert_eq!(*listener.0.lock().unwrap(), vec![(10, Ok(1)), (10, Ok(1))], "duplicates are answered with the original seq");
+    store.shutdown();
+    store.submit(request(1, V, 12, "c"));
+    assert_eq!(listener.0.lock().unwrap().len(), 2, "after shutdown nothing is answered (the writer is gone)");
+}

@@ -6,7 +6,7 @@ use crate::session::SessionEvent;
 use bytes::Bytes;
 use std::sync::Arc;
 use switchboard_protocol::{FrameCodec, Participant, ServerFrame};
-use switchboard_raft_store::{CommitListener, Committed};
+use switchboard_raft_store::{Answer, CommitListener, Committed};
 
 /// The store's [`CommitListener`]: runs on the writer thread, so it only looks up
 /// recipients and posts to their mailboxes, in commit order (which is what keeps
@@ -33,6 +33,14 @@ impl Dispatcher {
 }
 
 impl CommitListener for Dispatcher {
+    fn answered(&self, answers: &[Answer]) {
+        for a in answers {
+            if let Some(addr) = self.registry.by_conn(a.origin) {
+                addr.do_send(SessionEvent::Answer { conversation: a.conversation, client_msg_id: a.client_msg_id, result: a.result.clone() });
+            }
+        }
+    }
+
     fn committed(&self, batch: &[Committed]) {
         ::metrics::counter!(crate::metrics::MESSAGES_ACCEPTED).increment(batch.len() as u64);
         for c in batch {

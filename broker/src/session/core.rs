@@ -16,7 +16,7 @@ use std::time::Instant;
 use switchboard_protocol::{
     ChatMessage, ClientFrame, ConversationId, ConversationState, ConversationUpdate, Cursor, ErrorCode, ErrorFrame, Participant, SendMessage, ServerFrame, TenantId,
 };
-use switchboard_raft_store::{AppendOutcome, AppendRequest};
+use switchboard_raft_store::AppendRequest;
 
 /// Most messages one `Fetch` returns.
 pub const MAX_FETCH: u32 = 500;
@@ -108,6 +108,7 @@ impl SessionCore {
     fn deliver(&mut self, message: ChatMessage) {
         if message.sender == self.me && self.take_in_flight(message.conversation, message.client_msg_id) {
             self.push(&ServerFrame::Accepted { client_msg_id: message.client_msg_id, conversation: message.conversation, seq: message.seq });
+            self.after_own_message(&message);
         } else {
             self.push(&ServerFrame::Message(message));
             ::metrics::counter!(metrics::MESSAGES_DELIVERED).increment(1);
@@ -252,68 +253,46 @@ fn on_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ctx: &mut Context<
     }
 }
 
-enum FollowUp {
-    None,
-    Bot(String),
-    FirstReply(switchboard_protocol::AgentId),
-}
-
-/// Appends a message; the `Accepted` reaches this connection through the dispatcher
-/// in seq order (or here, for a duplicate).
-pub fn append<A: SessionActor>(act: &mut A, conversation: ConversationId, msg: SendMessage, ctx: &mut Context<A>) {
+/// Submits a message to the log. The answer comes back as an event, in seq order with
+/// the conversation's other messages: `Deliver` from this connection (answered with
+/// `Accepted`), or `Answer` for a duplicate or a failure. Nothing per message waits in
+/// the actor.
+pub fn append<A: SessionActor>(act: &mut A, conversation: ConversationId, msg: SendMessage, _ctx: &mut Context<A>) {
     let core = act.core();
     core.subs.subscribe(conversation, core.subs.delivered(conversation).unwrap_or(0), 0);
     let client_msg_id = msg.client_msg_id;
     core.in_flight.push((conversation, client_msg_id));
-    // What happens once it is durable, besides the Accepted: the bot answers a
-    // visitor it is in charge of; an agent's first reply is recorded for reports.
-    let entry = core.ctx.directory.conversation(conversation).map(|e| e.record);
-    let follow_up = match (core.me, entry) {
-        (Participant::Visitor(_), Some(r)) if r.state == ConversationState::Bot => FollowUp::Bot(msg.body.clone()),
-        (Participant::Agent(a), Some(r)) if r.agent == Some(a) && r.first_agent_reply_at_ms.is_none() => FollowUp::FirstReply(a),
-        _ => FollowUp::None,
-    };
-    let sent_at_ms = crate::context::now_ms();
-    let request = AppendRequest {
+    core.ctx.log.submit(AppendRequest {
         conversation,
         sender: core.me,
         client_msg_id,
         body: msg.body,
-        sent_at_ms,
+        sent_at_ms: crate::context::now_ms(),
         origin: core.conn,
         received_at: Instant::now(),
         webhook: core.ctx.directory.webhook(core.tenant).map(|_| core.tenant),
-    };
-    let fut = core.ctx.log.append(request);
-    ctx.spawn(fut.into_actor(act).map(move |res, act, ctx| {
-        let core = act.core();
-        match res {
-            Ok(AppendOutcome::Committed { seq }) => {
-                let router = || core.ctx.routers.get(core.tenant, &core.ctx);
-                match follow_up {
-                    FollowUp::Bot(text) => router().do_send(BotTurn { conversation, seq, input: BotInput::Text(text) }),
-                    FollowUp::FirstReply(agent) => router().do_send(AgentReplied { conversation, agent, at_ms: sent_at_ms }),
-                    FollowUp::None => {}
-                }
+    });
+}
+
+impl SessionCore {
+    /// This connection's own message is durable (and was just answered with
+    /// `Accepted`): the bot answers a visitor it is in charge of; an agent's first reply
+    /// is recorded for reports.
+    fn after_own_message(&mut self, message: &ChatMessage) {
+        let Some(rec) = self.ctx.directory.conversation(message.conversation).map(|e| e.record) else { return };
+        let router = || self.ctx.routers.get(self.tenant, &self.ctx);
+        match self.me {
+            Participant::Visitor(_) if rec.state == ConversationState::Bot => router().do_send(BotTurn {
+                conversation: message.conversation,
+                seq: message.seq,
+                input: BotInput::Text(message.body.clone()),
+            }),
+            Participant::Agent(a) if rec.agent == Some(a) && rec.first_agent_reply_at_ms.is_none() => {
+                router().do_send(AgentReplied { conversation: message.conversation, agent: a, at_ms: message.sent_at_ms })
             }
-            Ok(AppendOutcome::Duplicate { seq }) => {
-                ::metrics::counter!(metrics::MESSAGES_DUPLICATE).increment(1);
-                // Unless a catch-up read on this connection already answered it.
-                if core.take_in_flight(conversation, client_msg_id) {
-                    core.push(&ServerFrame::Accepted { client_msg_id, conversation, seq });
-                }
-            }
-            Err(e) => {
-                core.take_in_flight(conversation, client_msg_id);
-                core.reject(
-                ErrorCode::STORAGE_UNAVAILABLE,
-                format!("message not accepted ({e}); retry with the same client_msg_id"),
-                Some(client_msg_id),
-                )
-            }
+            _ => {}
         }
-        stop_if_closing(act, ctx);
-    }));
+    }
 }
 
 /// Handles an event from the dispatcher, a router or the node.
@@ -331,6 +310,7 @@ pub fn on_event<A: SessionActor>(act: &mut A, event: SessionEvent, ctx: &mut Con
             match core.subs.on_live(message.conversation, message.seq) {
                 Live::Send if origin == core.conn => {
                     core.take_in_flight(message.conversation, message.client_msg_id);
+                    core.after_own_message(&message);
                     let accepted = ServerFrame::Accepted {
                         client_msg_id: message.client_msg_id,
                         conversation: message.conversation,
@@ -367,6 +347,23 @@ pub fn on_event<A: SessionActor>(act: &mut A, event: SessionEvent, ctx: &mut Con
                 follow(act, vec![update], ctx);
             }
         }
+        SessionEvent::Answer { conversation, client_msg_id, result } => match result {
+            Ok(seq) => {
+                ::metrics::counter!(metrics::MESSAGES_DUPLICATE).increment(1);
+                // Unless a catch-up read on this connection already answered it.
+                if core.take_in_flight(conversation, client_msg_id) {
+                    core.push(&ServerFrame::Accepted { client_msg_id, conversation, seq });
+                }
+            }
+            Err(reason) => {
+                core.take_in_flight(conversation, client_msg_id);
+                core.reject(
+                    ErrorCode::STORAGE_UNAVAILABLE,
+                    format!("message not accepted ({reason}); retry with the same client_msg_id"),
+                    Some(client_msg_id),
+                );
+            }
+        },
         SessionEvent::Queue { conversation, position, estimated_wait_secs } => {
             if core.subs.contains(conversation) {
                 core.push(&ServerFrame::QueueStatus { conversation, position, estimated_wait_secs });

@@ -62,6 +62,15 @@ pub enum SessionEvent {
     },
     /// A conversation was opened, queued, assigned or closed.
     Conversation(ConversationUpdate),
+    /// A submitted message was a duplicate (`Ok(original seq)`) or was not stored.
+    Answer {
+        /// The conversation.
+        conversation: switchboard_protocol::ConversationId,
+        /// The client's id for the message.
+        client_msg_id: u64,
+        /// `Ok(seq)` of the original, or why it failed.
+        result: Result<u64, String>,
+    },
     /// A waiting conversation's place in its queue changed.
     Queue {
         /// The conversation.
