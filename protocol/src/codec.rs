@@ -266,6 +266,40 @@ mod tests {
         assert_eq!(codec.encode_to_vec(&accepted).unwrap(), [0, 0, 0, 4, 2, 7, 5, 1]);
     }
 
+    /// Framing overhead of a delivered chat message: every byte of the `Message` frame
+    /// that is not the body. Prints the figures docs/performance.md quotes
+    /// (`cargo test -p switchboard-protocol framing_overhead -- --nocapture`).
+    #[test]
+    fn framing_overhead_of_a_chat_message() {
+        let codec = FrameCodec::default();
+        let body = "x".repeat(64);
+        let frame = |conversation: u64, seq: u64, visitor: u64, cmid: u64| {
+            let m = ServerFrame::Message(ChatMessage {
+                conversation: ConversationId(conversation),
+                seq,
+                sender: Participant::Visitor(VisitorId(visitor)),
+                client_msg_id: cmid,
+                sent_at_ms: 1_795_000_000_000,
+                body: body.clone(),
+            });
+            codec.encode_to_vec(&m).unwrap().len() - body.len()
+        };
+        let small = frame(1_000, 10, 1_000, 10);
+        let typical = frame(5_000_000, 1_000, 5_000_000, 1_000);
+        let random_ids = frame(5_000_000, 1_000, 5_000_000, u64::MAX);
+        let send = codec
+            .encode_to_vec(&ClientFrame::Send(SendMessage { client_msg_id: 1_000, conversation: Some(ConversationId(5_000_000)), body: body.clone() }))
+            .unwrap()
+            .len()
+            - body.len();
+        let accepted = codec
+            .encode_to_vec(&ServerFrame::Accepted { client_msg_id: 1_000, conversation: ConversationId(5_000_000), seq: 1_000 })
+            .unwrap()
+            .len();
+        println!("framing overhead: Message {small} (small ids) / {typical} (typical) / {random_ids} (random u64 client ids); Send {send}; Accepted {accepted}");
+        assert_eq!((small, typical, random_ids, send, accepted), (24, 32, 38, 15, 16));
+    }
+
     #[test]
     fn partial_frame_waits_for_more_bytes() {
         let codec = FrameCodec::default();
