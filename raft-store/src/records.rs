@@ -47,6 +47,26 @@ pub enum Strategy {
     Manual,
 }
 
+/// Weekly opening hours.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BusinessHours {
+    /// Local time = UTC + this many minutes.
+    pub utc_offset_minutes: i32,
+    /// Open intervals.
+    pub days: Vec<DayHours>,
+}
+
+/// Opening hours of one weekday.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayHours {
+    /// 0 = Monday ... 6 = Sunday.
+    pub weekday: u8,
+    /// Opens at this minute of the local day (0..1440).
+    pub open_minute: u16,
+    /// Closes at this minute (exclusive; up to 1440).
+    pub close_minute: u16,
+}
+
 /// What a tenant's backend (or SDK) says about a visitor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VisitorProfileRecord {
@@ -90,6 +110,9 @@ pub struct GroupRecord {
     pub overflow_group: Option<GroupId>,
     /// A conversation waiting this long moves to `overflow_group` (0 = only by length).
     pub overflow_after_secs: u32,
+    /// When agents serve it (`None`: always). Outside them conversations wait
+    /// (leave a message) and the bot says when it opens.
+    pub hours: Option<BusinessHours>,
     /// Creation time, ms since the epoch.
     pub created_at_ms: u64,
 }

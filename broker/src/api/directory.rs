@@ -142,6 +142,16 @@ pub(super) struct GroupBody {
     max_queue: Option<u32>,
     overflow_group: Option<GroupId>,
     overflow_after_secs: Option<u32>,
+    /// `null` or absent: unchanged; `{"utc_offset_minutes": 480, "days": []}` etc. An
+    /// object with `"always": true` removes the hours.
+    hours: Option<HoursBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum HoursBody {
+    Always { always: bool },
+    Weekly(BusinessHours),
 }
 
 /// Applies the optional routing settings of `body` to `record`, checking them.
@@ -163,6 +173,20 @@ fn apply_group_settings(state: &ApiState, tenant: TenantId, record: &mut GroupRe
             return Err(ApiError::BadRequest(format!("overflow_group {} is not another group of this tenant", to.0)));
         }
         record.overflow_group = Some(to);
+    }
+    match &body.hours {
+        None => {}
+        Some(HoursBody::Always { always: true }) => record.hours = None,
+        Some(HoursBody::Always { always: false }) => return Err(ApiError::BadRequest("hours: give weekly hours, or {\"always\": true}".into())),
+        Some(HoursBody::Weekly(h)) => {
+            if !(-14 * 60..=14 * 60).contains(&h.utc_offset_minutes) {
+                return Err(ApiError::BadRequest("hours.utc_offset_minutes must be within ±840".into()));
+            }
+            if let Some(d) = h.days.iter().find(|d| d.weekday > 6 || d.open_minute >= d.close_minute || d.close_minute > 1440) {
+                return Err(ApiError::BadRequest(format!("hours: weekday {} {}-{} is not a valid interval (weekday 0-6, minutes 0-1440, open < close)", d.weekday, d.open_minute, d.close_minute)));
+            }
+            record.hours = Some(h.clone());
+        }
     }
     if record.auto_transfer_secs > 86_400 || record.overflow_after_secs > 86_400 {
         return Err(ApiError::BadRequest("auto_transfer_secs and overflow_after_secs must be at most 86400".into()));
@@ -194,12 +218,13 @@ pub(super) async fn create_group(req: HttpRequest, state: web::Data<ApiState>, p
         max_queue: 0,
         overflow_group: None,
         overflow_after_secs: 0,
+        hours: None,
         created_at_ms: now_ms(),
     };
     apply_group_settings(&state, tenant.id, &mut record, &body)?;
     durable(state.ctx.store.put_group(&record)).await?;
     state.ctx.directory.insert_group(record.clone());
-    state.ctx.routers.get(tenant.id, &state.ctx).do_send(GroupChanged { group: id, members: record.members.clone(), strategy: record.strategy });
+    state.ctx.routers.get(tenant.id, &state.ctx).do_send(GroupChanged { group: id, members: record.members.clone(), strategy: record.strategy, hours: record.hours.clone() });
     Ok(HttpResponse::Created().json(record))
 }
 
@@ -219,7 +244,7 @@ pub(super) async fn update_group(
     // Group 0 (everyone) has no record until its name or strategy is set.
     let mut record = match state.ctx.directory.group(tenant.id, GroupId(group)) {
         Some(g) => g,
-        None if group == 0 => GroupRecord { tenant: tenant.id, id: GroupId(0), name: "default".into(), members: vec![], strategy: Strategy::default(), auto_transfer_secs: 0, max_queue: 0, overflow_group: None, overflow_after_secs: 0, created_at_ms: now_ms() },
+        None if group == 0 => GroupRecord { tenant: tenant.id, id: GroupId(0), name: "default".into(), members: vec![], strategy: Strategy::default(), auto_transfer_secs: 0, max_queue: 0, overflow_group: None, overflow_after_secs: 0, hours: None, created_at_ms: now_ms() },
         None => return Err(ApiError::NotFound(format!("group {group}"))),
     };
     apply_group_settings(&state, tenant.id, &mut record, &body)?;
@@ -233,7 +258,7 @@ pub(super) async fn update_group(
     }
     durable(state.ctx.store.put_group(&record)).await?;
     state.ctx.directory.insert_group(record.clone());
-    state.ctx.routers.get(tenant.id, &state.ctx).do_send(GroupChanged { group: record.id, members: record.members.clone(), strategy: record.strategy });
+    state.ctx.routers.get(tenant.id, &state.ctx).do_send(GroupChanged { group: record.id, members: record.members.clone(), strategy: record.strategy, hours: record.hours.clone() });
     Ok(HttpResponse::Ok().json(record))
 }
 

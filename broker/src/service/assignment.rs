@@ -91,6 +91,8 @@ pub struct Pool {
     group_of: HashMap<ConversationId, GroupId>,
     tickets: HashMap<ConversationId, i64>,
     strategies: HashMap<GroupId, Strategy>,
+    /// Groups outside their business hours: their conversations wait.
+    closed: HashSet<GroupId>,
     /// Round robin: the member assigned last, per group.
     last_turn: HashMap<GroupId, AgentId>,
     clock: u64,
@@ -127,8 +129,26 @@ impl Pool {
         self.strategies.get(&group).copied().unwrap_or_default()
     }
 
+    /// Opens or closes a group (business hours); opening drains its queue.
+    pub fn set_open(&mut self, group: GroupId, open: bool) -> Vec<Assignment> {
+        if open {
+            self.closed.remove(&group);
+        } else {
+            self.closed.insert(group);
+        }
+        self.drain()
+    }
+
+    /// Whether a group is outside its business hours.
+    pub fn is_closed(&self, group: GroupId) -> bool {
+        self.closed.contains(&group)
+    }
+
     /// Who gets the next conversation of `group` automatically, if anyone.
     pub fn pick(&self, group: GroupId) -> Option<AgentId> {
+        if self.closed.contains(&group) {
+            return None;
+        }
         match self.strategy(group) {
             Strategy::LeastBusy => self.least_busy(group),
             Strategy::Manual => None,
@@ -584,6 +604,14 @@ mod tests {
         assert_eq!(p.position(ConversationId(3)), Some(1), "older than the chat already waiting in b");
         assert_eq!(p.group_of(ConversationId(3)), Some(b));
         assert!(!p.move_queued(ConversationId(1), b).0, "an assigned chat does not move");
+    }
+
+    #[test]
+    fn a_closed_group_keeps_its_chats_waiting_until_it_opens() {
+        let mut p = pool(&[(1, 5)]);
+        p.set_open(G, false);
+        assert_eq!(p.place(ConversationId(1), G, 1), Placement::Queued { position: 1 });
+        assert_eq!(p.set_open(G, true), vec![Assignment { conversation: ConversationId(1), agent: AgentId(1) }]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod assignment;
 pub mod bot;
+pub mod hours;
 pub mod knowledge;
 pub mod queue;
 pub mod reports;

@@ -317,3 +317,29 @@ async fn a_full_queue_overflows_to_another_group_by_length_and_by_wait_and_then_
     let (f, _) = v5.recv_until(|f| matches!(f, ServerFrame::Message(m) if m.conversation == c5 && m.body.contains("queue is full"))).await;
     assert!(matches!(f, ServerFrame::Message(_)));
 }
+
+#[tokio::test]
+async fn outside_business_hours_chats_wait_as_messages_and_are_served_when_the_group_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    // No open interval at all: closed now, whatever the time.
+    let g = put(&node, &t, format!("/v1/tenants/{}/groups/0", t.id.0), serde_json::json!({"hours": {"utc_offset_minutes": 480, "days": []}}));
+    assert_eq!(g["hours"]["utc_offset_minutes"], 480);
+    let bad = ureq::put(&node.url(&format!("/v1/tenants/{}/groups/0", t.id.0)))
+        .set("authorization", &format!("Bearer {}", t.api_key))
+        .send_json(serde_json::json!({"hours": {"utc_offset_minutes": 0, "days": [{"weekday": 7, "open_minute": 0, "close_minute": 60}]}}));
+    assert!(matches!(bad, Err(ureq::Error::Status(400, _))));
+    let (_, token) = create_agent(&node, t.id, 5);
+    let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
+    let (mut v, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (conv, _) = v.send_accepted(1, None, "are you there?").await;
+    let (f, _) = v.recv_until(|f| matches!(f, ServerFrame::Message(m) if m.sender == Participant::Bot)).await;
+    assert!(matches!(&f, ServerFrame::Message(m) if m.body.contains("closed")), "{f:?}");
+    v.send_accepted(2, Some(conv), "my order 1234 never arrived").await;
+    // The agent gets nothing while closed; opening the group (always open) assigns it.
+    put(&node, &t, format!("/v1/tenants/{}/groups/0", t.id.0), serde_json::json!({"hours": {"always": true}}));
+    assert_eq!(assigned(&mut agent).await, conv);
+    let left = agent.messages(conv, 3).await;
+    assert_eq!(left[2].body, "my order 1234 never arrived", "the messages left while closed are there");
+}

@@ -90,6 +90,7 @@ impl TenantRouter {
             Placement::Queued { .. } => rec.state = ConversationState::Queued,
         }
         ::metrics::counter!(metrics::BOT_HANDOFFS).increment(1);
+        self.after_hours_notice(rec.id, group);
         let event = if rec.state == ConversationState::Assigned { "conversation.assigned" } else { "conversation.queued" };
         self.persist(rec, &[event], ctx);
     }

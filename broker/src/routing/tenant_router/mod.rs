@@ -12,6 +12,7 @@ use crate::context::{now_ms, Ctx};
 use crate::metrics;
 use crate::service::assignment::{self, Assignment, Placement, Pool, Strategy, TakeError, DEFAULT_GROUP, VIP_SHIFT};
 use crate::service::knowledge::KnowledgeBase;
+use crate::service::hours::{is_open, next_change_ms};
 use crate::service::queue::{estimated_wait_secs, HandlingTime};
 use crate::session::SessionEvent;
 use actix::prelude::*;
@@ -19,7 +20,7 @@ use dashmap::DashMap;
 use std::collections::{BTreeMap, HashMap};
 use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, Participant, TenantId, VisitorId};
 use switchboard_raft_store::store::durable;
-use switchboard_raft_store::{AppendRequest, ConversationRecord, WebhookEvent};
+use switchboard_raft_store::{AppendRequest, BusinessHours, ConversationRecord, WebhookEvent};
 use tokio::sync::oneshot;
 
 /// Why a routing request failed.
@@ -125,6 +126,8 @@ pub struct GroupChanged {
     pub members: Vec<AgentId>,
     /// Its strategy now.
     pub strategy: Strategy,
+    /// Its business hours now.
+    pub hours: Option<BusinessHours>,
 }
 
 impl Handler<GroupChanged> for TenantRouter {
@@ -134,6 +137,7 @@ impl Handler<GroupChanged> for TenantRouter {
         let mut drained = self.pool.set_members(msg.group, msg.members);
         drained.extend(self.pool.set_strategy(msg.group, msg.strategy));
         self.apply(drained, ctx);
+        self.follow_hours(msg.group, msg.hours, ctx);
     }
 }
 
@@ -183,6 +187,8 @@ pub struct TenantRouter {
     bot_replies: u64,
     /// The open conversation of each visitor, including ones not yet durable.
     open_by_visitor: HashMap<VisitorId, ConversationId>,
+    /// Bumped when a group's hours change, so stale opening/closing timers do nothing.
+    hours_generation: HashMap<GroupId, u64>,
     /// Queue status last sent per waiting conversation: (position, estimate).
     queue_sent: HashMap<ConversationId, (u32, u32)>,
     handling: HandlingTime,
@@ -209,6 +215,9 @@ impl Actor for TenantRouter {
     fn started(&mut self, ctx: &mut Context<Self>) {
         for (agent, epoch) in self.pool.offline_holders() {
             self.start_grace(agent, epoch, ctx);
+        }
+        for group in self.ctx.directory.groups_of(self.tenant) {
+            self.follow_hours(group.id, group.hours, ctx);
         }
     }
 }
@@ -240,7 +249,7 @@ impl TenantRouter {
             records.insert(id, rec);
         }
         let kb = knowledge_base(&ctx, tenant);
-        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, open_by_visitor, queue_sent: HashMap::new(), handling: HandlingTime::default(), writes: BTreeMap::new(), next_write: 0 }
+        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, open_by_visitor, hours_generation: HashMap::new(), queue_sent: HashMap::new(), handling: HandlingTime::default(), writes: BTreeMap::new(), next_write: 0 }
     }
 
     fn update_gauges(&self) {
@@ -463,6 +472,46 @@ impl TenantRouter {
         }
     }
 
+    /// Opens or closes a group by its business hours now, and again at each change.
+    fn follow_hours(&mut self, group: GroupId, hours: Option<BusinessHours>, ctx: &mut Context<Self>) {
+        let generation = self.hours_generation.entry(group).or_default();
+        *generation += 1;
+        let generation = *generation;
+        let now = now_ms();
+        let open = hours.as_ref().is_none_or(|h| is_open(h, now));
+        let drained = self.pool.set_open(group, open);
+        self.apply(drained, ctx);
+        let Some(next) = hours.as_ref().and_then(|h| next_change_ms(h, now)) else { return };
+        let delay = std::time::Duration::from_millis(next.saturating_sub(now) + 100);
+        ctx.run_later(delay, move |act, ctx| {
+            if act.hours_generation.get(&group) == Some(&generation) {
+                act.follow_hours(group, hours, ctx);
+            }
+        });
+    }
+
+    /// Outside business hours: tells the visitor the chat waits (leave a message).
+    fn after_hours_notice(&mut self, conversation: ConversationId, group: GroupId) {
+        if !self.pool.is_closed(group) {
+            return;
+        }
+        let opens = self
+            .ctx
+            .directory
+            .group(self.tenant, group)
+            .and_then(|g| g.hours)
+            .and_then(|h| next_change_ms(&h, now_ms()))
+            .map(|t| {
+                let mins = t.saturating_sub(now_ms()) / 60_000;
+                format!(" We open again in {}h{:02}m.", mins / 60, mins % 60)
+            })
+            .unwrap_or_default();
+        self.bot_says(
+            conversation,
+            format!("We are closed right now. Leave your message here and an agent will answer when we open.{opens} 当前非工作时间，请留言。"),
+        );
+    }
+
     fn start_grace(&mut self, agent: AgentId, epoch: u64, ctx: &mut Context<Self>) {
         let grace = std::time::Duration::from_secs(self.ctx.config.agent_grace_secs as u64);
         ctx.run_later(grace, move |act, ctx| act.grace_expired(agent, epoch, ctx));
@@ -548,6 +597,8 @@ impl Handler<OpenConversation> for TenantRouter {
         let written = self.persist(rec, events, ctx);
         if let Some(bot) = bot {
             self.bot_says(id, crate::service::bot::welcome(&bot));
+        } else {
+            self.after_hours_notice(id, group);
         }
         Box::pin(async move { written.await.unwrap_or(Err(RouteError::Unavailable)) }.into_actor(self).map(move |res, act, ctx| match res {
             Ok(()) => Ok(id),
