@@ -110,6 +110,9 @@ pub struct GroupRecord {
     pub overflow_group: Option<GroupId>,
     /// A conversation waiting this long moves to `overflow_group` (0 = only by length).
     pub overflow_after_secs: u32,
+    /// A returning visitor whose last agent has no room now waits this long for that
+    /// agent before going to anyone in the group (0 = not at all).
+    pub sticky_wait_secs: u32,
     /// When agents serve it (`None`: always). Outside them conversations wait
     /// (leave a message) and the bot says when it opens.
     pub hours: Option<BusinessHours>,

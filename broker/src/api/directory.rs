@@ -145,6 +145,7 @@ pub(super) struct GroupBody {
     /// `null` or absent: unchanged; `{"utc_offset_minutes": 480, "days": []}` etc. An
     /// object with `"always": true` removes the hours.
     hours: Option<HoursBody>,
+    sticky_wait_secs: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -161,6 +162,9 @@ fn apply_group_settings(state: &ApiState, tenant: TenantId, record: &mut GroupRe
     }
     if let Some(secs) = body.auto_transfer_secs {
         record.auto_transfer_secs = secs;
+    }
+    if let Some(secs) = body.sticky_wait_secs {
+        record.sticky_wait_secs = secs;
     }
     if let Some(n) = body.max_queue {
         record.max_queue = n;
@@ -188,8 +192,8 @@ fn apply_group_settings(state: &ApiState, tenant: TenantId, record: &mut GroupRe
             record.hours = Some(h.clone());
         }
     }
-    if record.auto_transfer_secs > 86_400 || record.overflow_after_secs > 86_400 {
-        return Err(ApiError::BadRequest("auto_transfer_secs and overflow_after_secs must be at most 86400".into()));
+    if record.auto_transfer_secs > 86_400 || record.overflow_after_secs > 86_400 || record.sticky_wait_secs > 86_400 {
+        return Err(ApiError::BadRequest("auto_transfer_secs, overflow_after_secs and sticky_wait_secs must be at most 86400".into()));
     }
     Ok(())
 }
@@ -218,6 +222,7 @@ pub(super) async fn create_group(req: HttpRequest, state: web::Data<ApiState>, p
         max_queue: 0,
         overflow_group: None,
         overflow_after_secs: 0,
+        sticky_wait_secs: 0,
         hours: None,
         created_at_ms: now_ms(),
     };
@@ -244,7 +249,7 @@ pub(super) async fn update_group(
     // Group 0 (everyone) has no record until its name or strategy is set.
     let mut record = match state.ctx.directory.group(tenant.id, GroupId(group)) {
         Some(g) => g,
-        None if group == 0 => GroupRecord { tenant: tenant.id, id: GroupId(0), name: "default".into(), members: vec![], strategy: Strategy::default(), auto_transfer_secs: 0, max_queue: 0, overflow_group: None, overflow_after_secs: 0, hours: None, created_at_ms: now_ms() },
+        None if group == 0 => GroupRecord { tenant: tenant.id, id: GroupId(0), name: "default".into(), members: vec![], strategy: Strategy::default(), auto_transfer_secs: 0, max_queue: 0, overflow_group: None, overflow_after_secs: 0, sticky_wait_secs: 0, hours: None, created_at_ms: now_ms() },
         None => return Err(ApiError::NotFound(format!("group {group}"))),
     };
     apply_group_settings(&state, tenant.id, &mut record, &body)?;

@@ -93,6 +93,8 @@ pub struct Pool {
     strategies: HashMap<GroupId, Strategy>,
     /// Groups outside their business hours: their conversations wait.
     closed: HashSet<GroupId>,
+    /// Waiting conversations held for one agent (sticky), until released.
+    reserved: HashMap<ConversationId, AgentId>,
     /// Round robin: the member assigned last, per group.
     last_turn: HashMap<GroupId, AgentId>,
     clock: u64,
@@ -177,6 +179,7 @@ impl Pool {
             q.remove(&ticket);
         }
         self.tickets.remove(&conversation);
+        self.reserved.remove(&conversation);
         self.assign(conversation, group, agent);
         Ok(())
     }
@@ -305,6 +308,7 @@ impl Pool {
                 seat.active.retain(|c| *c != conversation);
             }
         }
+        self.reserved.remove(&conversation);
         let group = self.group_of.remove(&conversation);
         if let (Some(ticket), Some(group)) = (self.tickets.remove(&conversation), group) {
             if let Some(q) = self.queues.get_mut(&group) {
@@ -319,21 +323,58 @@ impl Pool {
     pub fn drain(&mut self) -> Vec<Assignment> {
         let mut out = Vec::new();
         loop {
-            let next = self
-                .queues
-                .iter()
-                .filter_map(|(g, q)| q.iter().next().map(|(t, c)| (*t, *c, *g)))
-                .filter_map(|(t, c, g)| self.pick(g).map(|a| (t, c, g, a)))
-                .min_by_key(|(t, ..)| *t);
+            let next = self.queues.keys().filter_map(|g| self.first_assignable(*g)).min_by_key(|(t, ..)| *t);
             let Some((ticket, conversation, group, agent)) = next else { break };
             if let Some(q) = self.queues.get_mut(&group) {
                 q.remove(&ticket);
             }
             self.tickets.remove(&conversation);
+            self.reserved.remove(&conversation);
             self.assign(conversation, group, agent);
             out.push(Assignment { conversation, agent });
         }
         out
+    }
+
+    /// Whether `agent` could take a conversation of `group` now.
+    pub fn can_take(&self, agent: AgentId, group: GroupId) -> bool {
+        !self.closed.contains(&group) && self.is_member(group, agent) && self.seats.get(&agent).is_some_and(|s| s.has_room())
+    }
+
+    /// The oldest conversation of `group` that someone can take now: a held one by its
+    /// agent, any other by the group's strategy. Held conversations never block the ones
+    /// behind them.
+    fn first_assignable(&self, group: GroupId) -> Option<(i64, ConversationId, GroupId, AgentId)> {
+        let pick = self.pick(group);
+        self.queues.get(&group)?.iter().find_map(|(t, c)| match self.reserved.get(c) {
+            Some(a) => self.can_take(*a, group).then_some((*t, *c, group, *a)),
+            None => pick.map(|a| (*t, *c, group, a)),
+        })
+    }
+
+    /// Places a returning visitor's conversation with `preferred` (their last agent) if
+    /// that agent can take it now; otherwise, with `hold`, keeps it waiting for that
+    /// agent alone until [`Pool::release_hold`]; without, places it normally.
+    pub fn place_sticky(&mut self, conversation: ConversationId, group: GroupId, ticket: i64, preferred: AgentId, hold: bool) -> Placement {
+        self.group_of.insert(conversation, group);
+        if self.can_take(preferred, group) {
+            self.assign(conversation, group, preferred);
+            return Placement::Assigned(preferred);
+        }
+        if !hold {
+            return self.place(conversation, group, ticket);
+        }
+        self.restore_queued(conversation, group, ticket);
+        self.reserved.insert(conversation, preferred);
+        Placement::Queued { position: self.position(conversation).unwrap_or(1) }
+    }
+
+    /// Stops holding a conversation for one agent; it goes to whoever can take it.
+    pub fn release_hold(&mut self, conversation: ConversationId) -> Vec<Assignment> {
+        if self.reserved.remove(&conversation).is_none() {
+            return Vec::new();
+        }
+        self.drain()
     }
 
     /// Moves an assigned conversation away from its agent (who did not reply) to the
@@ -612,6 +653,28 @@ mod tests {
         p.set_open(G, false);
         assert_eq!(p.place(ConversationId(1), G, 1), Placement::Queued { position: 1 });
         assert_eq!(p.set_open(G, true), vec![Assignment { conversation: ConversationId(1), agent: AgentId(1) }]);
+    }
+
+    #[test]
+    fn a_returning_visitor_goes_back_to_their_agent_or_waits_for_them_without_blocking_others() {
+        let mut p = pool(&[(1, 2), (2, 2)]);
+        p.place(ConversationId(1), G, 1); // agent 1 (tie, lowest id)
+        // Least-busy would pick agent 2 now; the returning visitor goes to agent 1.
+        assert_eq!(p.place_sticky(ConversationId(2), G, 2, AgentId(1), true), Placement::Assigned(AgentId(1)));
+        // Agent 1 is full: held for agent 1; agent 2, with room, does not get it...
+        assert_eq!(p.place_sticky(ConversationId(3), G, 3, AgentId(1), true), Placement::Queued { position: 1 });
+        assert!(p.drain().is_empty());
+        // ...but a newer, unheld chat behind it is not blocked.
+        assert_eq!(p.place(ConversationId(4), G, 4), Placement::Queued { position: 2 });
+        assert_eq!(p.drain(), vec![Assignment { conversation: ConversationId(4), agent: AgentId(2) }]);
+        // Agent 1 frees a seat: the held chat goes to it.
+        assert_eq!(p.release(ConversationId(1)), vec![Assignment { conversation: ConversationId(3), agent: AgentId(1) }]);
+        // A hold that expires hands the chat to the group.
+        p.place(ConversationId(5), G, 5); // agent 2 (now full)
+        assert_eq!(p.place_sticky(ConversationId(6), G, 6, AgentId(1), true), Placement::Queued { position: 1 });
+        p.set_capacity(AgentId(2), 3);
+        assert!(p.drain().is_empty(), "still held");
+        assert_eq!(p.release_hold(ConversationId(6)), vec![Assignment { conversation: ConversationId(6), agent: AgentId(2) }]);
     }
 
     #[test]

@@ -343,3 +343,42 @@ async fn outside_business_hours_chats_wait_as_messages_and_are_served_when_the_g
     let left = agent.messages(conv, 3).await;
     assert_eq!(left[2].body, "my order 1234 never arrived", "the messages left while closed are there");
 }
+
+#[tokio::test]
+async fn a_returning_visitor_goes_back_to_their_agent_and_waits_a_while_if_that_agent_is_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    put(&node, &t, format!("/v1/tenants/{}/groups/0", t.id.0), serde_json::json!({"sticky_wait_secs": 2}));
+    let (a1, tok1) = create_agent(&node, t.id, 2);
+    let (a2, tok2) = create_agent(&node, t.id, 2);
+    let (mut s1, _) = Raw::login(node.tcp, Auth::Agent { token: tok1 }, vec![]).await;
+    let auth = Auth::Verified { tenant: t.id, user_id: "regular".into(), signature: switchboard_protocol::auth::sign_user_id(t.secret.as_bytes(), "regular").to_vec() };
+    let (mut v, _) = Raw::login(node.tcp, auth.clone(), vec![]).await;
+    let (first, _) = v.send_accepted(1, None, "first visit").await;
+    assert_eq!(assigned(&mut s1).await, first);
+    s1.send(&ClientFrame::Close { conversation: first }).await;
+    v.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == first && u.state == ConversationState::Closed)).await;
+
+    // Agent 2 comes online and is idle; agent 1 takes another chat, so least-busy would
+    // choose agent 2. The returning visitor still goes to agent 1.
+    let (mut s2, _) = Raw::login(node.tcp, Auth::Agent { token: tok2 }, vec![]).await;
+    let (mut other, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (busy1, _) = other.send_accepted(1, None, "someone else").await;
+    let (f, _) = other.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == busy1 && u.state == ConversationState::Assigned)).await;
+    let busy1_agent = match f { ServerFrame::Conversation(u) => u.agent.unwrap(), _ => unreachable!() };
+    assert_eq!(busy1_agent, a2, "least-busy: agent 2 had nothing");
+    let (second, _) = v.send_accepted(2, None, "back again").await;
+    assert_ne!(second, first);
+    let (f, _) = v.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == second && u.state == ConversationState::Assigned)).await;
+    assert!(matches!(&f, ServerFrame::Conversation(u) if u.agent == Some(a1)), "sticky to agent 1: {f:?}");
+    s1.send(&ClientFrame::Close { conversation: second }).await;
+    v.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == second && u.state == ConversationState::Closed)).await;
+
+    // Agent 1 goes away: the visitor's next chat waits up to 2 s for agent 1, then goes
+    // to agent 2 (who has room) rather than staying stuck.
+    drop(s1);
+    let (third, _) = v.send_accepted(3, None, "third time").await;
+    let (f, _) = s2.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == third && u.state == ConversationState::Assigned)).await;
+    assert!(matches!(f, ServerFrame::Conversation(u) if u.agent == Some(a2)));
+}

@@ -73,7 +73,7 @@ impl TenantRouter {
         let now = now_ms();
         rec.queue_ticket = ticket;
         rec.queued_at_ms = Some(now);
-        let (group, placement) = match self.place_in(rec.id, group, ticket) {
+        let (group, placement) = match self.place_in(rec.id, rec.visitor, group, ticket, ctx) {
             Ok(x) => x,
             Err(_) => {
                 self.bot_says(rec.id, "All our agents are busy and the queue is full. Please leave a message; we will get back to you. 客服繁忙，请留言。".into());

@@ -185,6 +185,8 @@ pub struct TenantRouter {
     kb: KnowledgeBase,
     /// Bot replies sent, to make each reply's id unique.
     bot_replies: u64,
+    /// Each visitor's agent in their last closed conversation (sticky routing; since start).
+    last_agent: HashMap<VisitorId, AgentId>,
     /// The open conversation of each visitor, including ones not yet durable.
     open_by_visitor: HashMap<VisitorId, ConversationId>,
     /// Bumped when a group's hours change, so stale opening/closing timers do nothing.
@@ -249,7 +251,7 @@ impl TenantRouter {
             records.insert(id, rec);
         }
         let kb = knowledge_base(&ctx, tenant);
-        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, open_by_visitor, hours_generation: HashMap::new(), queue_sent: HashMap::new(), handling: HandlingTime::default(), writes: BTreeMap::new(), next_write: 0 }
+        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, open_by_visitor, last_agent: HashMap::new(), hours_generation: HashMap::new(), queue_sent: HashMap::new(), handling: HandlingTime::default(), writes: BTreeMap::new(), next_write: 0 }
     }
 
     fn update_gauges(&self) {
@@ -340,6 +342,9 @@ impl TenantRouter {
                 if let (ConversationState::Closed, Some(a), Some(c)) = (done.rec.state, done.rec.assigned_at_ms, done.rec.closed_at_ms) {
                     self.handling.observe(c.saturating_sub(a));
                 }
+                if let (ConversationState::Closed, Some(agent)) = (done.rec.state, done.rec.agent) {
+                    self.last_agent.insert(done.rec.visitor, agent);
+                }
             }
             let _ = done.reply.send(done.result);
         }
@@ -389,7 +394,28 @@ impl TenantRouter {
 
     /// Places a conversation in `group`, or in its overflow group when the group would
     /// queue it past `max_queue`; refuses when there is no room in either.
-    fn place_in(&mut self, conversation: ConversationId, group: GroupId, ticket: i64) -> Result<(GroupId, Placement), RouteError> {
+    fn place_in(
+        &mut self,
+        conversation: ConversationId,
+        visitor: VisitorId,
+        group: GroupId,
+        ticket: i64,
+        ctx: &mut Context<Self>,
+    ) -> Result<(GroupId, Placement), RouteError> {
+        // A returning visitor goes back to their last agent (or waits for them a while).
+        if let Some(agent) = self.last_agent.get(&visitor).copied() {
+            let wait = self.ctx.directory.group(self.tenant, group).map_or(0, |g| g.sticky_wait_secs);
+            if self.pool.can_take(agent, group) || wait > 0 {
+                let placement = self.pool.place_sticky(conversation, group, ticket, agent, wait > 0);
+                if let Placement::Queued { .. } = placement {
+                    ctx.run_later(std::time::Duration::from_secs(wait as u64), move |act, ctx| {
+                        let drained = act.pool.release_hold(conversation);
+                        act.apply(drained, ctx);
+                    });
+                }
+                return Ok((group, placement));
+            }
+        }
         let mut group = group;
         for _ in 0..2 {
             let rec = self.ctx.directory.group(self.tenant, group);
@@ -564,7 +590,7 @@ impl Handler<OpenConversation> for TenantRouter {
         let (group, placement) = if bot.is_some() {
             (group, None)
         } else {
-            match self.place_in(id, group, ticket) {
+            match self.place_in(id, msg.visitor, group, ticket, ctx) {
                 Ok((g, p)) => (g, Some(p)),
                 Err(e) => return Box::pin(fut::ready(Err(e))),
             }
