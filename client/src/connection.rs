@@ -275,5 +275,6 @@ pub fn describe(frame: &ServerFrame) -> String {
         ServerFrame::Error(e) => format!("Error({}: {})", e.code, e.message),
         ServerFrame::GoAway { reason } => format!("GoAway({reason})"),
         ServerFrame::QueueStatus { conversation, position, .. } => format!("QueueStatus({conversation}, position {position})"),
+        ServerFrame::RatingRequested { conversation } => format!("RatingRequested({conversation})"),
     }
 }

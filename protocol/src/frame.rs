@@ -48,6 +48,20 @@ pub enum ClientFrame {
         /// The conversation.
         conversation: ConversationId,
     },
+    /// 8. A visitor rates a conversation (open, or closed within the last hour).
+    Rate {
+        /// The conversation.
+        conversation: ConversationId,
+        /// 1 (bad) to 5 (excellent).
+        score: u8,
+        /// Free text, at most 2,000 bytes.
+        comment: String,
+    },
+    /// 9. The assigned agent asks the visitor for a rating.
+    RequestRating {
+        /// The conversation.
+        conversation: ConversationId,
+    },
 }
 
 /// The login frame.
@@ -159,6 +173,11 @@ pub enum ServerFrame {
         position: u32,
         /// A rough estimate of the wait, seconds.
         estimated_wait_secs: u32,
+    },
+    /// 9. Please rate this conversation (sent when the agent asks, and at close).
+    RatingRequested {
+        /// The conversation.
+        conversation: ConversationId,
     },
 }
 

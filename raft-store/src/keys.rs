@@ -39,6 +39,7 @@ pub(crate) mod tag {
     pub const KNOWLEDGE: u8 = 9;
     pub const PROFILE: u8 = 10;
     pub const WEBHOOK: u8 = 11;
+    pub const RATING: u8 = 12;
 }
 
 /// `messages` key: conversation, seq.
@@ -162,6 +163,14 @@ pub fn profile_key(tenant: TenantId, visitor: VisitorId) -> Vec<u8> {
 pub fn webhook_key(tenant: TenantId) -> Vec<u8> {
     let mut k = vec![tag::WEBHOOK];
     k.extend_from_slice(&tenant.0.to_be_bytes());
+    k
+}
+
+/// `directory` key of a conversation's rating.
+pub fn rating_key(tenant: TenantId, conversation: ConversationId) -> Vec<u8> {
+    let mut k = vec![tag::RATING];
+    k.extend_from_slice(&tenant.0.to_be_bytes());
+    k.extend_from_slice(&conversation.0.to_be_bytes());
     k
 }
 

@@ -161,6 +161,25 @@ pub struct KnowledgeRecord {
     pub answer: String,
 }
 
+/// A visitor's rating of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RatingRecord {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// Who rated.
+    pub visitor: VisitorId,
+    /// The agent rated (the conversation's agent then).
+    pub agent: Option<AgentId>,
+    /// 1 to 5.
+    pub score: u8,
+    /// Free text.
+    pub comment: String,
+    /// When, ms since the epoch.
+    pub at_ms: u64,
+}
+
 /// Where a tenant's webhooks go.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookRecord {
@@ -188,6 +207,11 @@ pub enum WebhookEvent {
         conversation: ConversationId,
         /// The message.
         seq: u64,
+    },
+    /// `rating.submitted`.
+    RatingSubmitted {
+        /// The rating.
+        rating: RatingRecord,
     },
     /// `push.requested`: a visitor has not acknowledged `seq` on any device in time.
     PushRequested {

@@ -4,7 +4,8 @@ use crate::error::StoreError;
 use crate::keys::*;
 use crate::log::{AppendFuture, AppendRequest, CommitListener, ConversationLog};
 use crate::records::{
-    self, AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, KnowledgeRecord, OutboxRecord, TenantRecord, VisitorProfileRecord,
+    self, AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, KnowledgeRecord, OutboxRecord, RatingRecord, TenantRecord,
+    VisitorProfileRecord,
     WebhookEvent, WebhookRecord,
 };
 use crate::writer::{AppendReply, Put, WriteOp, Writer};
@@ -192,6 +193,21 @@ impl Store {
             puts.push(Put { cf: CF_OUTBOX, key: outbox_key(false, record.id).to_vec(), value: None });
         }
         self.put(puts, None)
+    }
+
+    /// Writes a rating durably (a later rating of the same conversation replaces it),
+    /// with its webhook event if any.
+    pub fn put_rating(&self, record: &RatingRecord, webhook: bool) -> Durable<()> {
+        let put = Put { cf: CF_DIRECTORY, key: rating_key(record.tenant, record.conversation), value: Some(records::encode(record)) };
+        let events = if webhook { vec![(record.tenant, WebhookEvent::RatingSubmitted { rating: record.clone() })] } else { Vec::new() };
+        self.put_with_events(vec![put], None, events)
+    }
+
+    /// A tenant's ratings.
+    pub fn ratings_of(&self, tenant: TenantId) -> Result<Vec<RatingRecord>, StoreError> {
+        let mut prefix = vec![tag::RATING];
+        prefix.extend_from_slice(&tenant.0.to_be_bytes());
+        self.scan_prefix(CF_DIRECTORY, &prefix, |_, v| records::decode("rating", v))
     }
 
     /// Writes a tenant's webhook settings durably.

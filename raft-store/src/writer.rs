@@ -188,8 +188,7 @@ impl Writer {
         if batch.is_empty() {
             // Nothing to write (e.g. ids served from an already durable lease).
             self.leased.extend(overlay.leased);
-            replies.into_iter().for_each(|r| r.complete(Ok(()), &mut answers));
-            self.answer(&answers);
+            self.complete(replies, Ok(()), answers);
             return shutdown;
         }
         let started = Instant::now();
@@ -208,23 +207,34 @@ impl Writer {
                 if !committed.is_empty() {
                     self.listener.committed(&committed);
                 }
-                replies.into_iter().for_each(|r| r.complete(Ok(()), &mut answers));
+                self.complete(replies, Ok(()), answers);
             }
             Err(e) => {
                 metrics::counter!(metric_names::COMMIT_ERRORS).increment(1);
                 tracing::error!(error = %e, ops = n_ops, "group commit failed; nothing of the batch is acknowledged");
                 let err = StoreError::Rocks { op: "write batch", source: e };
-                replies.into_iter().for_each(|r| r.complete(Err(&err), &mut answers));
+                self.complete(replies, Err(&err), answers);
             }
         }
-        self.answer(&answers);
         shutdown
     }
 
-    fn answer(&self, answers: &[Answer]) {
-        if !answers.is_empty() {
-            self.listener.answered(answers);
+    /// Completes a batch's replies: the listener hears about submitted appends first,
+    /// then callers' futures complete (so a `flush` after a submit sees its answer).
+    fn complete(&self, replies: Vec<Reply>, result: Result<(), &StoreError>, mut answers: Vec<Answer>) {
+        let (appends, others): (Vec<Reply>, Vec<Reply>) = replies.into_iter().partition(|r| matches!(r, Reply::Append { .. }));
+        let mut unused = Vec::new();
+        let mut futures = Vec::new();
+        for r in appends {
+            match r {
+                Reply::Append { reply: AppendReply::Listener, .. } => r.complete(result, &mut answers),
+                other => futures.push(other),
+            }
         }
+        if !answers.is_empty() {
+            self.listener.answered(&answers);
+        }
+        futures.into_iter().chain(others).for_each(|r| r.complete(result, &mut unused));
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -15,7 +15,8 @@ pub(super) async fn agent_stats(req: HttpRequest, state: web::Data<ApiState>, pa
             let messages = store.read(r.id, 0, usize::MAX, usize::MAX)?;
             convs.push((r, messages));
         }
-        Ok(crate::service::reports::agent_stats(agent, &convs))
+        let scores: Vec<u8> = store.ratings_of(tenant_id)?.iter().filter(|r| r.agent == Some(agent)).map(|r| r.score).collect();
+        Ok(crate::service::reports::agent_stats(agent, &convs).with_ratings(&scores))
     })
     .await??;
     Ok(HttpResponse::Ok().json(stats))

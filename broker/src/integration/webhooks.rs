@@ -167,6 +167,7 @@ pub fn body(ctx: &Ctx, rec: &OutboxRecord) -> Result<String, String> {
                 .ok_or_else(|| format!("message {conversation}/{seq} missing"))?;
             ("message.created".to_string(), serde_json::to_value(m).map_err(|e| e.to_string())?)
         }
+        WebhookEvent::RatingSubmitted { rating } => ("rating.submitted".to_string(), serde_json::to_value(rating).map_err(|e| e.to_string())?),
         WebhookEvent::PushRequested { conversation, visitor, seq } => {
             ("push.requested".to_string(), serde_json::json!({"conversation": conversation, "visitor": visitor, "seq": seq}))
         }

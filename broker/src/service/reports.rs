@@ -31,6 +31,19 @@ pub struct AgentStats {
     pub avg_response_ms: Option<f64>,
     /// Average duration, ms.
     pub avg_duration_ms: Option<f64>,
+    /// Ratings received.
+    pub ratings: usize,
+    /// Average rating (1-5).
+    pub avg_rating: Option<f64>,
+}
+
+impl AgentStats {
+    /// Adds the agent's ratings (scores 1-5).
+    pub fn with_ratings(mut self, scores: &[u8]) -> Self {
+        self.ratings = scores.len();
+        self.avg_rating = (!scores.is_empty()).then(|| scores.iter().map(|s| *s as f64).sum::<f64>() / scores.len() as f64);
+        self
+    }
 }
 
 fn mean(values: &[u64]) -> Option<f64> {
@@ -84,6 +97,8 @@ pub fn agent_stats(agent: AgentId, conversations: &[(ConversationRecord, Vec<Cha
         avg_first_response_ms: mean(&first),
         avg_response_ms: mean(&resp),
         avg_duration_ms: mean(&dur),
+        ratings: 0,
+        avg_rating: None,
     }
 }
 

@@ -6,7 +6,7 @@ use super::subscriptions::{Live, Subscriptions, FILL_BATCH, FILL_BYTES};
 use super::{FromReader, SessionEvent};
 use crate::context::Ctx;
 use crate::metrics;
-use crate::routing::tenant_router::{AgentReplied, BotInput, BotTurn, CloseConversation, TakeConversation};
+use crate::routing::tenant_router::{AgentReplied, BotInput, BotTurn, CloseConversation, RateConversation, RequestRating, TakeConversation};
 use crate::service::assignment::TakeError;
 use crate::routing::{ConnId, ConversationEntry, RouteError};
 use actix::prelude::*;
@@ -215,6 +215,37 @@ fn on_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ctx: &mut Context<
             Ok(_) => core.reject(ErrorCode::INVALID_REQUEST, "no bot menu is open in this conversation", None),
             Err((code, message)) => core.reject(code, message, None),
         },
+        ClientFrame::Rate { conversation, score, comment } => {
+            let Participant::Visitor(visitor) = core.me else {
+                return core.reject(ErrorCode::INVALID_REQUEST, "only visitors rate conversations", None);
+            };
+            if !(1..=5).contains(&score) || comment.len() > 2000 {
+                return core.reject(ErrorCode::INVALID_REQUEST, "score must be 1 to 5 and the comment at most 2000 bytes", None);
+            }
+            let router = core.ctx.routers.get(core.tenant, &core.ctx);
+            let rate = router.send(RateConversation { conversation, visitor, score, comment });
+            ctx.spawn(rate.into_actor(act).map(move |res, act, ctx| {
+                if let Err(e) = res.unwrap_or(Err(RouteError::Unavailable)) {
+                    let code = route_error_code(&e);
+                    act.core().reject(code, e.to_string(), None);
+                }
+                stop_if_closing(act, ctx);
+            }));
+        }
+        ClientFrame::RequestRating { conversation } => {
+            let Participant::Agent(agent) = core.me else {
+                return core.reject(ErrorCode::INVALID_REQUEST, "only agents ask for ratings", None);
+            };
+            let router = core.ctx.routers.get(core.tenant, &core.ctx);
+            let ask = router.send(RequestRating { conversation, agent });
+            ctx.spawn(ask.into_actor(act).map(move |res, act, ctx| {
+                if let Err(e) = res.unwrap_or(Err(RouteError::Unavailable)) {
+                    let code = route_error_code(&e);
+                    act.core().reject(code, e.to_string(), None);
+                }
+                stop_if_closing(act, ctx);
+            }));
+        }
         ClientFrame::Take { conversation } => {
             let Participant::Agent(agent) = core.me else {
                 return core.reject(ErrorCode::INVALID_REQUEST, "only agents take conversations", None);
@@ -236,20 +267,24 @@ fn on_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ctx: &mut Context<
             let router = core.ctx.routers.get(core.tenant, &core.ctx);
             let req = router.send(CloseConversation { conversation, by: Some(core.me) });
             ctx.spawn(req.into_actor(act).map(move |res, act, ctx| {
-                let res = res.unwrap_or(Err(RouteError::Unavailable));
-                if let Err(e) = res {
-                    let code = match e {
-                        RouteError::ConversationNotFound { .. } => ErrorCode::CONVERSATION_NOT_FOUND,
-                        RouteError::Forbidden { .. } => ErrorCode::FORBIDDEN,
-                        RouteError::Storage { .. } => ErrorCode::STORAGE_UNAVAILABLE,
-                        RouteError::Unavailable => ErrorCode::SHUTTING_DOWN,
-                        RouteError::QueueFull => ErrorCode::QUEUE_FULL,
-                    };
+                if let Err(e) = res.unwrap_or(Err(RouteError::Unavailable)) {
+                    let code = route_error_code(&e);
                     act.core().reject(code, e.to_string(), None);
                 }
                 stop_if_closing(act, ctx);
             }));
         }
+    }
+}
+
+/// The protocol code for a routing error (the one place they are mapped).
+pub fn route_error_code(e: &RouteError) -> ErrorCode {
+    match e {
+        RouteError::ConversationNotFound { .. } => ErrorCode::CONVERSATION_NOT_FOUND,
+        RouteError::Forbidden { .. } => ErrorCode::FORBIDDEN,
+        RouteError::Storage { .. } => ErrorCode::STORAGE_UNAVAILABLE,
+        RouteError::Unavailable => ErrorCode::SHUTTING_DOWN,
+        RouteError::QueueFull => ErrorCode::QUEUE_FULL,
     }
 }
 
@@ -364,6 +399,7 @@ pub fn on_event<A: SessionActor>(act: &mut A, event: SessionEvent, ctx: &mut Con
                 );
             }
         },
+        SessionEvent::RatingRequested { conversation } => core.push(&ServerFrame::RatingRequested { conversation }),
         SessionEvent::Queue { conversation, position, estimated_wait_secs } => {
             if core.subs.contains(conversation) {
                 core.push(&ServerFrame::QueueStatus { conversation, position, estimated_wait_secs });

@@ -71,6 +71,11 @@ pub enum SessionEvent {
         /// `Ok(seq)` of the original, or why it failed.
         result: Result<u64, String>,
     },
+    /// Please rate this conversation (visitor sessions).
+    RatingRequested {
+        /// The conversation.
+        conversation: switchboard_protocol::ConversationId,
+    },
     /// A waiting conversation's place in its queue changed.
     Queue {
         /// The conversation.

@@ -382,3 +382,43 @@ async fn a_returning_visitor_goes_back_to_their_agent_and_waits_a_while_if_that_
     let (f, _) = s2.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == third && u.state == ConversationState::Assigned)).await;
     assert!(matches!(f, ServerFrame::Conversation(u) if u.agent == Some(a2)));
 }
+
+#[tokio::test]
+async fn visitors_rate_conversations_and_the_agent_figures_show_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    let (agent_id, token) = create_agent(&node, t.id, 5);
+    let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
+    let mut scores = Vec::new();
+    for (i, score) in [5u8, 3].into_iter().enumerate() {
+        let (mut v, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+        let (conv, _) = v.send_accepted(1, None, "help").await;
+        let (f, _) = agent.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == conv && u.state == ConversationState::Assigned)).await;
+        let _ = f;
+        if i == 1 {
+            // The agent may ask during the chat.
+            agent.send(&ClientFrame::RequestRating { conversation: conv }).await;
+            v.recv_until(|f| matches!(f, ServerFrame::RatingRequested { conversation } if *conversation == conv)).await;
+        }
+        agent.send(&ClientFrame::Close { conversation: conv }).await;
+        // Closing asks for a rating; the visitor answers after the close.
+        v.recv_until(|f| matches!(f, ServerFrame::RatingRequested { conversation } if *conversation == conv)).await;
+        v.send(&ClientFrame::Rate { conversation: conv, score: 9, comment: String::new() }).await;
+        assert_error(&v.recv_until(|f| matches!(f, ServerFrame::Error(_))).await.0, ErrorCode::INVALID_REQUEST);
+        v.send(&ClientFrame::Rate { conversation: conv, score, comment: "thanks".into() }).await;
+        scores.push(score);
+        // No error frame arrives for a valid rating: a Ping proves it was processed.
+        v.send(&ClientFrame::Ping).await;
+        let (f, skipped) = v.recv_until(|f| matches!(f, ServerFrame::Pong)).await;
+        assert!(matches!(f, ServerFrame::Pong) && !skipped.iter().any(|f| matches!(f, ServerFrame::Error(_))), "{skipped:?}");
+    }
+    let stats: serde_json::Value = ureq::get(&node.url(&format!("/v1/tenants/{}/agents/{}/stats", t.id.0, agent_id.0)))
+        .set("authorization", &format!("Bearer {}", t.api_key))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(stats["ratings"], 2);
+    assert_eq!(stats["avg_rating"].as_f64(), Some(4.0));
+}

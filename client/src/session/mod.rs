@@ -107,6 +107,11 @@ pub enum Event {
     },
     /// A conversation of this identity was opened, queued, assigned or closed.
     Conversation(ConversationUpdate),
+    /// The agent (or the end of the chat) asks for a rating.
+    RatingRequested {
+        /// The conversation.
+        conversation: switchboard_protocol::ConversationId,
+    },
     /// A waiting conversation's place in the queue and the estimated wait.
     Queue {
         /// The conversation.

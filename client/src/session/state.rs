@@ -262,6 +262,7 @@ impl SessionState {
                     _ => {}
                 }
             }
+            ServerFrame::RatingRequested { conversation } => out.push(Output::Event(Event::RatingRequested { conversation })),
             ServerFrame::QueueStatus { conversation, position, estimated_wait_secs } => {
                 out.push(Output::Event(Event::Queue { conversation, position, estimated_wait_secs }));
             }

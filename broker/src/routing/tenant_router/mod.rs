@@ -20,7 +20,7 @@ use dashmap::DashMap;
 use std::collections::{BTreeMap, HashMap};
 use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, Participant, TenantId, VisitorId};
 use switchboard_raft_store::store::durable;
-use switchboard_raft_store::{AppendRequest, BusinessHours, ConversationRecord, WebhookEvent};
+use switchboard_raft_store::{AppendRequest, BusinessHours, ConversationRecord, RatingRecord, WebhookEvent};
 use tokio::sync::oneshot;
 
 /// Why a routing request failed.
@@ -141,6 +141,67 @@ impl Handler<GroupChanged> for TenantRouter {
     }
 }
 
+/// Sent by a `VisitorSession`: the visitor rates a conversation.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), RouteError>")]
+pub struct RateConversation {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The visitor.
+    pub visitor: VisitorId,
+    /// 1 to 5 (checked by the session).
+    pub score: u8,
+    /// Free text (checked by the session).
+    pub comment: String,
+}
+
+impl Handler<RateConversation> for TenantRouter {
+    type Result = ResponseActFuture<Self, Result<(), RouteError>>;
+
+    fn handle(&mut self, msg: RateConversation, _: &mut Context<Self>) -> Self::Result {
+        let conversation = msg.conversation;
+        let rec = self.records.get(&conversation).or_else(|| self.recently_closed.get(&conversation)).copied();
+        let Some(rec) = rec.filter(|r| r.visitor == msg.visitor) else {
+            return Box::pin(fut::ready(Err(RouteError::ConversationNotFound { conversation })));
+        };
+        let rating = RatingRecord {
+            tenant: self.tenant,
+            conversation,
+            visitor: msg.visitor,
+            agent: rec.agent,
+            score: msg.score,
+            comment: msg.comment,
+            at_ms: now_ms(),
+        };
+        let write = self.ctx.store.put_rating(&rating, self.ctx.directory.webhook(self.tenant).is_some());
+        Box::pin(async move { durable(write).await.map_err(|e| RouteError::Storage { reason: e.to_string() }) }.into_actor(self))
+    }
+}
+
+/// Sent by an `AgentSeat`: its agent asks the visitor for a rating.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), RouteError>")]
+pub struct RequestRating {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The agent asking.
+    pub agent: AgentId,
+}
+
+impl Handler<RequestRating> for TenantRouter {
+    type Result = Result<(), RouteError>;
+
+    fn handle(&mut self, msg: RequestRating, _: &mut Context<Self>) -> Self::Result {
+        let conversation = msg.conversation;
+        let rec = self.records.get(&conversation).copied().ok_or(RouteError::ConversationNotFound { conversation })?;
+        if rec.agent != Some(msg.agent) {
+            return Err(RouteError::Forbidden { conversation, who: Participant::Agent(msg.agent) });
+        }
+        self.ctx.registry.notify(self.tenant, Participant::Visitor(rec.visitor), SessionEvent::RatingRequested { conversation });
+        Ok(())
+    }
+}
+
 /// Sent by an `AgentSeat`: its agent takes a waiting conversation.
 #[derive(Message, Debug)]
 #[rtype(result = "Result<(), TakeError>")]
@@ -185,6 +246,8 @@ pub struct TenantRouter {
     kb: KnowledgeBase,
     /// Bot replies sent, to make each reply's id unique.
     bot_replies: u64,
+    /// Conversations closed within the last hour (they may still be rated).
+    recently_closed: HashMap<ConversationId, ConversationRecord>,
     /// Each visitor's agent in their last closed conversation (sticky routing; since start).
     last_agent: HashMap<VisitorId, AgentId>,
     /// The open conversation of each visitor, including ones not yet durable.
@@ -251,7 +314,7 @@ impl TenantRouter {
             records.insert(id, rec);
         }
         let kb = knowledge_base(&ctx, tenant);
-        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, open_by_visitor, last_agent: HashMap::new(), hours_generation: HashMap::new(), queue_sent: HashMap::new(), handling: HandlingTime::default(), writes: BTreeMap::new(), next_write: 0 }
+        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, open_by_visitor, recently_closed: HashMap::new(), last_agent: HashMap::new(), hours_generation: HashMap::new(), queue_sent: HashMap::new(), handling: HandlingTime::default(), writes: BTreeMap::new(), next_write: 0 }
     }
 
     fn update_gauges(&self) {
@@ -344,6 +407,15 @@ impl TenantRouter {
                 }
                 if let (ConversationState::Closed, Some(agent)) = (done.rec.state, done.rec.agent) {
                     self.last_agent.insert(done.rec.visitor, agent);
+                }
+                if done.rec.state == ConversationState::Closed {
+                    let hour_ago = now_ms().saturating_sub(3_600_000);
+                    self.recently_closed.retain(|_, r| r.closed_at_ms.unwrap_or(0) > hour_ago);
+                    self.recently_closed.insert(done.rec.id, done.rec);
+                    if done.announce && done.rec.agent.is_some() {
+                        let event = SessionEvent::RatingRequested { conversation: done.rec.id };
+                        self.ctx.registry.notify(self.tenant, Participant::Visitor(done.rec.visitor), event);
+                    }
                 }
             }
             let _ = done.reply.send(done.result);
