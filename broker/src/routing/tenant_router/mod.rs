@@ -5,14 +5,16 @@
 //! durable. The bot's turns are in [`bot`].
 
 
+mod agent_requests;
 mod bot;
+mod timers;
+pub use agent_requests::{AgentReplied, GroupChanged, RateConversation, RequestRating, TakeConversation};
 pub use bot::{BotChanged, BotInput, BotTurn};
 use bot::knowledge_base;
 use crate::context::{now_ms, Ctx};
 use crate::metrics;
 use crate::service::assignment::{self, Assignment, Placement, Pool, Strategy, TakeError, DEFAULT_GROUP, VIP_SHIFT};
 use crate::service::knowledge::KnowledgeBase;
-use crate::service::hours::{is_open, next_change_ms};
 use crate::service::queue::{estimated_wait_secs, HandlingTime};
 use crate::session::SessionEvent;
 use actix::prelude::*;
@@ -89,141 +91,6 @@ pub struct CloseConversation {
     pub conversation: ConversationId,
     /// Who asks (must take part), or `None` for the tenant's own API.
     pub by: Option<Participant>,
-}
-
-/// Sent by an `AgentSeat` when its agent's message in a conversation it holds is durable.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct AgentReplied {
-    /// The conversation.
-    pub conversation: ConversationId,
-    /// The agent.
-    pub agent: AgentId,
-    /// When the message was accepted, ms since the epoch.
-    pub at_ms: u64,
-}
-
-impl Handler<AgentReplied> for TenantRouter {
-    type Result = ();
-
-    /// Records the first reply of the assigned agent (first-response time).
-    fn handle(&mut self, msg: AgentReplied, ctx: &mut Context<Self>) {
-        let Some(mut rec) = self.records.get(&msg.conversation).copied() else { return };
-        if rec.agent == Some(msg.agent) && rec.first_agent_reply_at_ms.is_none() {
-            rec.first_agent_reply_at_ms = Some(msg.at_ms);
-            self.write_record(rec, false, &[], None, ctx);
-        }
-    }
-}
-
-/// Sent by the admin API after a group's members or strategy changed.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct GroupChanged {
-    /// The group.
-    pub group: GroupId,
-    /// Its members now.
-    pub members: Vec<AgentId>,
-    /// Its strategy now.
-    pub strategy: Strategy,
-    /// Its business hours now.
-    pub hours: Option<BusinessHours>,
-}
-
-impl Handler<GroupChanged> for TenantRouter {
-    type Result = ();
-
-    fn handle(&mut self, msg: GroupChanged, ctx: &mut Context<Self>) {
-        let mut drained = self.pool.set_members(msg.group, msg.members);
-        drained.extend(self.pool.set_strategy(msg.group, msg.strategy));
-        self.apply(drained, ctx);
-        self.follow_hours(msg.group, msg.hours, ctx);
-    }
-}
-
-/// Sent by a `VisitorSession`: the visitor rates a conversation.
-#[derive(Message, Debug)]
-#[rtype(result = "Result<(), RouteError>")]
-pub struct RateConversation {
-    /// The conversation.
-    pub conversation: ConversationId,
-    /// The visitor.
-    pub visitor: VisitorId,
-    /// 1 to 5 (checked by the session).
-    pub score: u8,
-    /// Free text (checked by the session).
-    pub comment: String,
-}
-
-impl Handler<RateConversation> for TenantRouter {
-    type Result = ResponseActFuture<Self, Result<(), RouteError>>;
-
-    fn handle(&mut self, msg: RateConversation, _: &mut Context<Self>) -> Self::Result {
-        let conversation = msg.conversation;
-        let rec = self.records.get(&conversation).or_else(|| self.recently_closed.get(&conversation)).copied();
-        let Some(rec) = rec.filter(|r| r.visitor == msg.visitor) else {
-            return Box::pin(fut::ready(Err(RouteError::ConversationNotFound { conversation })));
-        };
-        let rating = RatingRecord {
-            tenant: self.tenant,
-            conversation,
-            visitor: msg.visitor,
-            agent: rec.agent,
-            score: msg.score,
-            comment: msg.comment,
-            at_ms: now_ms(),
-        };
-        let write = self.ctx.store.put_rating(&rating, self.ctx.directory.webhook(self.tenant).is_some());
-        Box::pin(async move { durable(write).await.map_err(|e| RouteError::Storage { reason: e.to_string() }) }.into_actor(self))
-    }
-}
-
-/// Sent by an `AgentSeat`: its agent asks the visitor for a rating.
-#[derive(Message, Debug)]
-#[rtype(result = "Result<(), RouteError>")]
-pub struct RequestRating {
-    /// The conversation.
-    pub conversation: ConversationId,
-    /// The agent asking.
-    pub agent: AgentId,
-}
-
-impl Handler<RequestRating> for TenantRouter {
-    type Result = Result<(), RouteError>;
-
-    fn handle(&mut self, msg: RequestRating, _: &mut Context<Self>) -> Self::Result {
-        let conversation = msg.conversation;
-        let rec = self.records.get(&conversation).copied().ok_or(RouteError::ConversationNotFound { conversation })?;
-        if rec.agent != Some(msg.agent) {
-            return Err(RouteError::Forbidden { conversation, who: Participant::Agent(msg.agent) });
-        }
-        self.ctx.registry.notify(self.tenant, Participant::Visitor(rec.visitor), SessionEvent::RatingRequested { conversation });
-        Ok(())
-    }
-}
-
-/// Sent by an `AgentSeat`: its agent takes a waiting conversation.
-#[derive(Message, Debug)]
-#[rtype(result = "Result<(), TakeError>")]
-pub struct TakeConversation {
-    /// The conversation.
-    pub conversation: ConversationId,
-    /// The agent.
-    pub agent: AgentId,
-}
-
-impl Handler<TakeConversation> for TenantRouter {
-    type Result = Result<(), TakeError>;
-
-    fn handle(&mut self, msg: TakeConversation, ctx: &mut Context<Self>) -> Self::Result {
-        let mut rec = self.records.get(&msg.conversation).copied().ok_or(TakeError::NotQueued)?;
-        self.pool.take(msg.conversation, msg.agent)?;
-        rec.agent = Some(msg.agent);
-        rec.state = ConversationState::Assigned;
-        rec.assigned_at_ms = Some(now_ms());
-        self.persist(rec, &["conversation.assigned"], ctx);
-        Ok(())
-    }
 }
 
 /// Sent by the admin API after an agent's capacity changed.
@@ -505,135 +372,12 @@ impl TenantRouter {
         Err(RouteError::QueueFull)
     }
 
-    /// If the conversation's group overflows by waiting time, moves it on once it has
-    /// waited that long.
-    fn watch_wait(&self, rec: &ConversationRecord, ctx: &mut Context<Self>) {
-        let Some(g) = self.ctx.directory.group(self.tenant, rec.group) else { return };
-        let (Some(to), secs) = (g.overflow_group, g.overflow_after_secs) else { return };
-        if secs == 0 {
-            return;
-        }
-        let (conversation, from, queued_at) = (rec.id, rec.group, rec.queued_at_ms);
-        ctx.run_later(std::time::Duration::from_secs(secs as u64), move |act, ctx| {
-            let Some(mut rec) = act.records.get(&conversation).copied() else { return };
-            if rec.state != ConversationState::Queued || rec.group != from || rec.queued_at_ms != queued_at {
-                return;
-            }
-            let (moved, drained) = act.pool.move_queued(conversation, to);
-            if moved {
-                tracing::info!(tenant = %act.tenant, %conversation, from = %from, to = %to, "waited too long: overflowed");
-                rec.group = to;
-                act.persist(rec, &["conversation.queued"], ctx);
-                act.apply(drained, ctx);
-            }
-        });
-    }
-
     /// The next queue ticket for a visitor's conversation (VIPs ahead).
     fn next_ticket(&mut self, visitor: VisitorId) -> i64 {
         let counter = self.next_ticket;
         self.next_ticket += 1;
         let vip = self.ctx.directory.profile(self.tenant, visitor).is_some_and(|p| p.vip);
         assignment::ticket(counter, vip)
-    }
-
-    /// If the conversation's group auto-transfers, checks after its delay that the
-    /// agent replied.
-    fn watch_reply(&self, rec: &ConversationRecord, ctx: &mut Context<Self>) {
-        let secs = self.ctx.directory.group(self.tenant, rec.group).map(|g| g.auto_transfer_secs).unwrap_or(0);
-        if secs == 0 {
-            return;
-        }
-        let (conversation, assigned_at) = (rec.id, rec.assigned_at_ms);
-        ctx.run_later(std::time::Duration::from_secs(secs as u64), move |act, ctx| act.check_reply(conversation, assigned_at, ctx));
-    }
-
-    /// The agent had the whole delay to reply: move the chat to a member with room
-    /// (or, if nobody has room, look again after another delay).
-    fn check_reply(&mut self, conversation: ConversationId, assigned_at: Option<u64>, ctx: &mut Context<Self>) {
-        let Some(mut rec) = self.records.get(&conversation).copied() else { return };
-        if rec.state != ConversationState::Assigned || rec.assigned_at_ms != assigned_at || rec.first_agent_reply_at_ms.is_some() {
-            return;
-        }
-        let previous = rec.agent;
-        match self.pool.reassign_away(conversation) {
-            Some(next) => {
-                tracing::info!(tenant = %self.tenant, %conversation, from = ?previous, to = %next, "no reply in time: chat transferred");
-                ::metrics::counter!(metrics::AUTO_TRANSFERS).increment(1);
-                rec.agent = Some(next);
-                rec.assigned_at_ms = Some(now_ms());
-                self.write_record(rec, true, &["conversation.transferred"], previous, ctx);
-                let drained = self.pool.drain();
-                self.apply(drained, ctx);
-            }
-            None => self.watch_reply(&rec, ctx),
-        }
-    }
-
-    /// Opens or closes a group by its business hours now, and again at each change.
-    fn follow_hours(&mut self, group: GroupId, hours: Option<BusinessHours>, ctx: &mut Context<Self>) {
-        let generation = self.hours_generation.entry(group).or_default();
-        *generation += 1;
-        let generation = *generation;
-        let now = now_ms();
-        let open = hours.as_ref().is_none_or(|h| is_open(h, now));
-        let drained = self.pool.set_open(group, open);
-        self.apply(drained, ctx);
-        let Some(next) = hours.as_ref().and_then(|h| next_change_ms(h, now)) else { return };
-        let delay = std::time::Duration::from_millis(next.saturating_sub(now) + 100);
-        ctx.run_later(delay, move |act, ctx| {
-            if act.hours_generation.get(&group) == Some(&generation) {
-                act.follow_hours(group, hours, ctx);
-            }
-        });
-    }
-
-    /// Outside business hours: tells the visitor the chat waits (leave a message).
-    fn after_hours_notice(&mut self, conversation: ConversationId, group: GroupId) {
-        if !self.pool.is_closed(group) {
-            return;
-        }
-        let opens = self
-            .ctx
-            .directory
-            .group(self.tenant, group)
-            .and_then(|g| g.hours)
-            .and_then(|h| next_change_ms(&h, now_ms()))
-            .map(|t| {
-                let mins = t.saturating_sub(now_ms()) / 60_000;
-                format!(" We open again in {}h{:02}m.", mins / 60, mins % 60)
-            })
-            .unwrap_or_default();
-        self.bot_says(
-            conversation,
-            format!("We are closed right now. Leave your message here and an agent will answer when we open.{opens} 当前非工作时间，请留言。"),
-        );
-    }
-
-    fn start_grace(&mut self, agent: AgentId, epoch: u64, ctx: &mut Context<Self>) {
-        let grace = std::time::Duration::from_secs(self.ctx.config.agent_grace_secs as u64);
-        ctx.run_later(grace, move |act, ctx| act.grace_expired(agent, epoch, ctx));
-    }
-
-    /// The agent has been away for the whole grace period of this absence: its chats
-    /// go back to the head of the queue and to whoever has room.
-    fn grace_expired(&mut self, agent: AgentId, epoch: u64, ctx: &mut Context<Self>) {
-        if self.pool.offline_epoch(agent) != Some(epoch) {
-            return; // came back (and maybe left again: that absence has its own timer)
-        }
-        let requeued = self.pool.requeue_at_head(agent);
-        if !requeued.is_empty() {
-            tracing::info!(tenant = %self.tenant, %agent, chats = requeued.len(), "agent away past the grace period: chats requeued");
-        }
-        for (conversation, ticket) in requeued {
-            let Some(mut rec) = self.records.get(&conversation).copied() else { continue };
-            rec.agent = None;
-            rec.state = ConversationState::Queued;
-            rec.queue_ticket = ticket;
-            self.persist(rec, &["conversation.queued"], ctx);
-        }
-        let drained = self.pool.drain();
-        self.apply(drained, ctx);
     }
 
     fn apply(&mut self, assignments: Vec<Assignment>, ctx: &mut Context<Self>) {

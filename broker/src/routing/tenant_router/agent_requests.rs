@@ -1,0 +1,139 @@
+//! Requests from agent seats and the admin API: a first reply, group settings,
+//! ratings, taking a chat from a manual queue.
+
+use super::*;
+
+/// Sent by an `AgentSeat` when its agent's message in a conversation it holds is durable.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct AgentReplied {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The agent.
+    pub agent: AgentId,
+    /// When the message was accepted, ms since the epoch.
+    pub at_ms: u64,
+}
+
+impl Handler<AgentReplied> for TenantRouter {
+    type Result = ();
+
+    /// Records the first reply of the assigned agent (first-response time).
+    fn handle(&mut self, msg: AgentReplied, ctx: &mut Context<Self>) {
+        let Some(mut rec) = self.records.get(&msg.conversation).copied() else { return };
+        if rec.agent == Some(msg.agent) && rec.first_agent_reply_at_ms.is_none() {
+            rec.first_agent_reply_at_ms = Some(msg.at_ms);
+            self.write_record(rec, false, &[], None, ctx);
+        }
+    }
+}
+
+/// Sent by the admin API after a group's members or strategy changed.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct GroupChanged {
+    /// The group.
+    pub group: GroupId,
+    /// Its members now.
+    pub members: Vec<AgentId>,
+    /// Its strategy now.
+    pub strategy: Strategy,
+    /// Its business hours now.
+    pub hours: Option<BusinessHours>,
+}
+
+impl Handler<GroupChanged> for TenantRouter {
+    type Result = ();
+
+    fn handle(&mut self, msg: GroupChanged, ctx: &mut Context<Self>) {
+        let mut drained = self.pool.set_members(msg.group, msg.members);
+        drained.extend(self.pool.set_strategy(msg.group, msg.strategy));
+        self.apply(drained, ctx);
+        self.follow_hours(msg.group, msg.hours, ctx);
+    }
+}
+
+/// Sent by a `VisitorSession`: the visitor rates a conversation.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), RouteError>")]
+pub struct RateConversation {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The visitor.
+    pub visitor: VisitorId,
+    /// 1 to 5 (checked by the session).
+    pub score: u8,
+    /// Free text (checked by the session).
+    pub comment: String,
+}
+
+impl Handler<RateConversation> for TenantRouter {
+    type Result = ResponseActFuture<Self, Result<(), RouteError>>;
+
+    fn handle(&mut self, msg: RateConversation, _: &mut Context<Self>) -> Self::Result {
+        let conversation = msg.conversation;
+        let rec = self.records.get(&conversation).or_else(|| self.recently_closed.get(&conversation)).copied();
+        let Some(rec) = rec.filter(|r| r.visitor == msg.visitor) else {
+            return Box::pin(fut::ready(Err(RouteError::ConversationNotFound { conversation })));
+        };
+        let rating = RatingRecord {
+            tenant: self.tenant,
+            conversation,
+            visitor: msg.visitor,
+            agent: rec.agent,
+            score: msg.score,
+            comment: msg.comment,
+            at_ms: now_ms(),
+        };
+        let write = self.ctx.store.put_rating(&rating, self.ctx.directory.webhook(self.tenant).is_some());
+        Box::pin(async move { durable(write).await.map_err(|e| RouteError::Storage { reason: e.to_string() }) }.into_actor(self))
+    }
+}
+
+/// Sent by an `AgentSeat`: its agent asks the visitor for a rating.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), RouteError>")]
+pub struct RequestRating {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The agent asking.
+    pub agent: AgentId,
+}
+
+impl Handler<RequestRating> for TenantRouter {
+    type Result = Result<(), RouteError>;
+
+    fn handle(&mut self, msg: RequestRating, _: &mut Context<Self>) -> Self::Result {
+        let conversation = msg.conversation;
+        let rec = self.records.get(&conversation).copied().ok_or(RouteError::ConversationNotFound { conversation })?;
+        if rec.agent != Some(msg.agent) {
+            return Err(RouteError::Forbidden { conversation, who: Participant::Agent(msg.agent) });
+        }
+        self.ctx.registry.notify(self.tenant, Participant::Visitor(rec.visitor), SessionEvent::RatingRequested { conversation });
+        Ok(())
+    }
+}
+
+/// Sent by an `AgentSeat`: its agent takes a waiting conversation.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), TakeError>")]
+pub struct TakeConversation {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The agent.
+    pub agent: AgentId,
+}
+
+impl Handler<TakeConversation> for TenantRouter {
+    type Result = Result<(), TakeError>;
+
+    fn handle(&mut self, msg: TakeConversation, ctx: &mut Context<Self>) -> Self::Result {
+        let mut rec = self.records.get(&msg.conversation).copied().ok_or(TakeError::NotQueued)?;
+        self.pool.take(msg.conversation, msg.agent)?;
+        rec.agent = Some(msg.agent);
+        rec.state = ConversationState::Assigned;
+        rec.assigned_at_ms = Some(now_ms());
+        self.persist(rec, &["conversation.assigned"], ctx);
+        Ok(())
+    }
+}
