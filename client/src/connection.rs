@@ -276,5 +276,6 @@ pub fn describe(frame: &ServerFrame) -> String {
         ServerFrame::GoAway { reason } => format!("GoAway({reason})"),
         ServerFrame::QueueStatus { conversation, position, .. } => format!("QueueStatus({conversation}, position {position})"),
         ServerFrame::RatingRequested { conversation } => format!("RatingRequested({conversation})"),
+        ServerFrame::Notes { conversation, notes } => format!("Notes({conversation}, {} notes)", notes.len()),
     }
 }

@@ -3,7 +3,7 @@
 //! fields or variants; append new variants at the end.
 
 use crate::error::ErrorCode;
-use crate::ids::{AgentId, ConversationId, Participant, TenantId, VisitorId};
+use crate::ids::{AgentId, ConversationId, GroupId, Participant, TenantId, VisitorId};
 use serde::{Deserialize, Serialize};
 
 /// A frame sent by a client (visitor app or agent console) to the server.
@@ -62,6 +62,42 @@ pub enum ClientFrame {
         /// The conversation.
         conversation: ConversationId,
     },
+    /// 10. The assigned agent adds an internal note (never shown to the visitor).
+    Note {
+        /// The conversation.
+        conversation: ConversationId,
+        /// The note, at most 4,000 bytes.
+        body: String,
+    },
+    /// 11. The assigned agent hands the conversation to another agent or group.
+    Transfer {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Where it goes.
+        to: TransferTarget,
+        /// An internal note for the next agent (may be empty).
+        note: String,
+    },
+}
+
+/// Where a transfer goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferTarget {
+    /// 0. An agent with room.
+    Agent(AgentId),
+    /// 1. A skill group's queue (ahead of the chats waiting there).
+    Group(GroupId),
+}
+
+/// An internal note of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternalNote {
+    /// Who wrote it.
+    pub author: AgentId,
+    /// When, ms since the epoch.
+    pub at_ms: u64,
+    /// The text.
+    pub body: String,
 }
 
 /// The login frame.
@@ -178,6 +214,14 @@ pub enum ServerFrame {
     RatingRequested {
         /// The conversation.
         conversation: ConversationId,
+    },
+    /// 10. Internal notes of a conversation (agents only): all of them when an agent
+    /// gets the conversation, then each new one.
+    Notes {
+        /// The conversation.
+        conversation: ConversationId,
+        /// Oldest first.
+        notes: Vec<InternalNote>,
     },
 }
 

@@ -40,6 +40,7 @@ pub(crate) mod tag {
     pub const PROFILE: u8 = 10;
     pub const WEBHOOK: u8 = 11;
     pub const RATING: u8 = 12;
+    pub const NOTE: u8 = 13;
 }
 
 /// `messages` key: conversation, seq.
@@ -171,6 +172,24 @@ pub fn rating_key(tenant: TenantId, conversation: ConversationId) -> Vec<u8> {
     let mut k = vec![tag::RATING];
     k.extend_from_slice(&tenant.0.to_be_bytes());
     k.extend_from_slice(&conversation.0.to_be_bytes());
+    k
+}
+
+/// `directory` key prefix of a conversation's internal notes.
+pub fn notes_prefix(tenant: TenantId, conversation: ConversationId) -> Vec<u8> {
+    let mut k = vec![tag::NOTE];
+    k.extend_from_slice(&tenant.0.to_be_bytes());
+    k.extend_from_slice(&conversation.0.to_be_bytes());
+    k
+}
+
+/// `directory` key of one internal note: ordered by time, then author; the body's
+/// digest keeps two different notes of one author in one millisecond apart.
+pub fn note_key(tenant: TenantId, conversation: ConversationId, at_ms: u64, author: AgentId, body: &str) -> Vec<u8> {
+    let mut k = notes_prefix(tenant, conversation);
+    k.extend_from_slice(&at_ms.to_be_bytes());
+    k.extend_from_slice(&author.0.to_be_bytes());
+    k.extend_from_slice(&switchboard_protocol::auth::secret_digest(body)[..8]);
     k
 }
 

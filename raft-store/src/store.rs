@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use switchboard_protocol::{ChatMessage, ConversationId, Participant, TenantId, VisitorId};
+use switchboard_protocol::{ChatMessage, ConversationId, InternalNote, Participant, TenantId, VisitorId};
 use tokio::sync::oneshot;
 
 /// Tuning of the store.
@@ -208,6 +208,17 @@ impl Store {
         let mut prefix = vec![tag::RATING];
         prefix.extend_from_slice(&tenant.0.to_be_bytes());
         self.scan_prefix(CF_DIRECTORY, &prefix, |_, v| records::decode("rating", v))
+    }
+
+    /// Writes an internal note durably.
+    pub fn put_note(&self, tenant: TenantId, conversation: ConversationId, note: &InternalNote) -> Durable<()> {
+        let key = note_key(tenant, conversation, note.at_ms, note.author, &note.body);
+        self.put(vec![Put { cf: CF_DIRECTORY, key, value: Some(records::encode(note)) }], None)
+    }
+
+    /// A conversation's internal notes, oldest first. Blocking.
+    pub fn notes_of(&self, tenant: TenantId, conversation: ConversationId) -> Result<Vec<InternalNote>, StoreError> {
+        self.scan_prefix(CF_DIRECTORY, &notes_prefix(tenant, conversation), |_, v| records::decode("note", v))
     }
 
     /// Writes a tenant's webhook settings durably.

@@ -125,3 +125,13 @@ pub(super) async fn read_messages(
     let messages = web::block(move || store.read(conversation, after, limit, usize::MAX)).await??;
     Ok(HttpResponse::Ok().json(messages))
 }
+
+/// A conversation's internal notes (open or closed).
+pub(super) async fn read_notes(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<(u64, u64)>) -> Result<HttpResponse, ApiError> {
+    let (tenant, conversation) = path.into_inner();
+    let tenant = Caller::for_tenant(&req, &state, TenantId(tenant))?;
+    let store = state.ctx.store.clone();
+    let id = tenant.id;
+    let notes = web::block(move || store.notes_of(id, ConversationId(conversation))).await??;
+    Ok(HttpResponse::Ok().json(notes))
+}

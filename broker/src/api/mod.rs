@@ -153,6 +153,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/tenants/{tenant}/conversations", web::get().to(conversations::list_conversations))
         .route("/v1/tenants/{tenant}/conversations/{conversation}/close", web::post().to(conversations::close_conversation))
         .route("/v1/tenants/{tenant}/conversations/{conversation}/messages", web::get().to(conversations::read_messages))
+        .route("/v1/tenants/{tenant}/conversations/{conversation}/notes", web::get().to(conversations::read_notes))
         .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::NotFound("route".into())) }));
 }
 

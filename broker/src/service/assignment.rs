@@ -396,6 +396,33 @@ impl Pool {
         Some(next)
     }
 
+    /// Hands an assigned conversation to `to` (an agent with room; any group). Errors
+    /// if it is not assigned or `to` has no room.
+    pub fn transfer_to_agent(&mut self, conversation: ConversationId, to: AgentId) -> Result<(), TakeError> {
+        let from = self.owner(conversation).ok_or(TakeError::NotQueued)?;
+        if !self.seats.get(&to).is_some_and(|s| s.has_room()) {
+            return Err(TakeError::NoRoom);
+        }
+        if let Some(seat) = self.seats.get_mut(&from) {
+            seat.active.retain(|c| *c != conversation);
+        }
+        let group = self.group_of(conversation).unwrap_or(DEFAULT_GROUP);
+        self.assign(conversation, group, to);
+        Ok(())
+    }
+
+    /// Moves an assigned conversation to the head of `group`'s queue (it has waited
+    /// already) and drains. Errors if it is not assigned.
+    pub fn transfer_to_group(&mut self, conversation: ConversationId, group: GroupId) -> Result<Vec<Assignment>, TakeError> {
+        let from = self.owner.remove(&conversation).ok_or(TakeError::NotQueued)?;
+        if let Some(seat) = self.seats.get_mut(&from) {
+            seat.active.retain(|c| *c != conversation);
+        }
+        let head = self.queues.get(&group).and_then(|q| q.keys().next().copied()).unwrap_or(1).min(1) - 1;
+        self.restore_queued(conversation, group, head);
+        Ok(self.drain())
+    }
+
     /// The group of a conversation the pool knows.
     pub fn group_of(&self, conversation: ConversationId) -> Option<GroupId> {
         self.group_of.get(&conversation).copied()

@@ -6,7 +6,9 @@ use super::subscriptions::{Live, Subscriptions, FILL_BATCH, FILL_BYTES};
 use super::{FromReader, SessionEvent};
 use crate::context::Ctx;
 use crate::metrics;
-use crate::routing::tenant_router::{AgentReplied, BotInput, BotTurn, CloseConversation, RateConversation, RequestRating, TakeConversation};
+use crate::routing::tenant_router::{
+    AddNote, AgentReplied, BotInput, BotTurn, CloseConversation, RateConversation, RequestRating, TakeConversation, Transfer,
+};
 use crate::service::assignment::TakeError;
 use crate::routing::{ConnId, ConversationEntry, RouteError};
 use actix::prelude::*;
@@ -223,28 +225,32 @@ fn on_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ctx: &mut Context<
                 return core.reject(ErrorCode::INVALID_REQUEST, "score must be 1 to 5 and the comment at most 2000 bytes", None);
             }
             let router = core.ctx.routers.get(core.tenant, &core.ctx);
-            let rate = router.send(RateConversation { conversation, visitor, score, comment });
-            ctx.spawn(rate.into_actor(act).map(move |res, act, ctx| {
-                if let Err(e) = res.unwrap_or(Err(RouteError::Unavailable)) {
-                    let code = route_error_code(&e);
-                    act.core().reject(code, e.to_string(), None);
-                }
-                stop_if_closing(act, ctx);
-            }));
+            reply_errors(act, router.send(RateConversation { conversation, visitor, score, comment }), ctx);
         }
         ClientFrame::RequestRating { conversation } => {
             let Participant::Agent(agent) = core.me else {
                 return core.reject(ErrorCode::INVALID_REQUEST, "only agents ask for ratings", None);
             };
             let router = core.ctx.routers.get(core.tenant, &core.ctx);
-            let ask = router.send(RequestRating { conversation, agent });
-            ctx.spawn(ask.into_actor(act).map(move |res, act, ctx| {
-                if let Err(e) = res.unwrap_or(Err(RouteError::Unavailable)) {
-                    let code = route_error_code(&e);
-                    act.core().reject(code, e.to_string(), None);
-                }
-                stop_if_closing(act, ctx);
-            }));
+            reply_errors(act, router.send(RequestRating { conversation, agent }), ctx);
+        }
+        ClientFrame::Note { conversation, body } | ClientFrame::Transfer { conversation, note: body, .. } if body.len() > 4000 => {
+            let _ = conversation;
+            core.reject(ErrorCode::INVALID_REQUEST, "a note is at most 4000 bytes", None)
+        }
+        ClientFrame::Note { conversation, body } => {
+            let Participant::Agent(agent) = core.me else {
+                return core.reject(ErrorCode::INVALID_REQUEST, "only agents write internal notes", None);
+            };
+            let router = core.ctx.routers.get(core.tenant, &core.ctx);
+            reply_errors(act, router.send(AddNote { conversation, agent, body }), ctx);
+        }
+        ClientFrame::Transfer { conversation, to, note } => {
+            let Participant::Agent(from) = core.me else {
+                return core.reject(ErrorCode::INVALID_REQUEST, "only agents transfer conversations", None);
+            };
+            let router = core.ctx.routers.get(core.tenant, &core.ctx);
+            reply_errors(act, router.send(Transfer { conversation, from, to, note }), ctx);
         }
         ClientFrame::Take { conversation } => {
             let Participant::Agent(agent) = core.me else {
@@ -265,16 +271,25 @@ fn on_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ctx: &mut Context<
         }
         ClientFrame::Close { conversation } => {
             let router = core.ctx.routers.get(core.tenant, &core.ctx);
-            let req = router.send(CloseConversation { conversation, by: Some(core.me) });
-            ctx.spawn(req.into_actor(act).map(move |res, act, ctx| {
-                if let Err(e) = res.unwrap_or(Err(RouteError::Unavailable)) {
-                    let code = route_error_code(&e);
-                    act.core().reject(code, e.to_string(), None);
-                }
-                stop_if_closing(act, ctx);
-            }));
+            let close = router.send(CloseConversation { conversation, by: Some(core.me) });
+            reply_errors(act, close, ctx);
         }
     }
+}
+
+/// Awaits a router request and reports its error, if any, to the client.
+fn reply_errors<A, F>(act: &mut A, request: F, ctx: &mut Context<A>)
+where
+    A: SessionActor,
+    F: std::future::Future<Output = Result<Result<(), RouteError>, actix::MailboxError>> + 'static,
+{
+    ctx.spawn(request.into_actor(act).map(|res, act, ctx| {
+        if let Err(e) = res.unwrap_or(Err(RouteError::Unavailable)) {
+            let code = route_error_code(&e);
+            act.core().reject(code, e.to_string(), None);
+        }
+        stop_if_closing(act, ctx);
+    }));
 }
 
 /// The protocol code for a routing error (the one place they are mapped).
@@ -285,6 +300,7 @@ pub fn route_error_code(e: &RouteError) -> ErrorCode {
         RouteError::Storage { .. } => ErrorCode::STORAGE_UNAVAILABLE,
         RouteError::Unavailable => ErrorCode::SHUTTING_DOWN,
         RouteError::QueueFull => ErrorCode::QUEUE_FULL,
+        RouteError::Transfer { .. } => ErrorCode::INVALID_REQUEST,
     }
 }
 
@@ -400,6 +416,12 @@ pub fn on_event<A: SessionActor>(act: &mut A, event: SessionEvent, ctx: &mut Con
             }
         },
         SessionEvent::RatingRequested { conversation } => core.push(&ServerFrame::RatingRequested { conversation }),
+        SessionEvent::Notes { conversation, notes } => {
+            // A conversation not followed yet gets all its notes when it is followed.
+            if matches!(core.me, Participant::Agent(_)) && core.subs.contains(conversation) {
+                core.push(&ServerFrame::Notes { conversation, notes });
+            }
+        }
         SessionEvent::Queue { conversation, position, estimated_wait_secs } => {
             if core.subs.contains(conversation) {
                 core.push(&ServerFrame::QueueStatus { conversation, position, estimated_wait_secs });
@@ -424,8 +446,10 @@ pub fn follow<A: SessionActor>(act: &mut A, updates: Vec<ConversationUpdate>, ct
     }
     let resume = core.resume.clone();
     let log = core.ctx.log.clone();
-    let me = core.me;
-    let read_cursors = tokio::task::spawn_blocking(move || {
+    let store = core.ctx.store.clone();
+    let (me, tenant) = (core.me, core.tenant);
+    // Cursors (and, for an agent, the conversation's internal notes), off the actor thread.
+    let read = tokio::task::spawn_blocking(move || {
         updates
             .into_iter()
             .map(|u| {
@@ -433,16 +457,20 @@ pub fn follow<A: SessionActor>(act: &mut A, updates: Vec<ConversationUpdate>, ct
                     Some(c) => Ok(c.seq),
                     None => log.cursor(u.conversation, me),
                 };
-                (u, from)
+                let notes = match me {
+                    Participant::Agent(_) => store.notes_of(tenant, u.conversation).unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                (u, from, notes)
             })
             .collect::<Vec<_>>()
     });
-    ctx.wait(read_cursors.into_actor(act).map(|res, act, ctx| {
+    ctx.wait(read.into_actor(act).map(|res, act, ctx| {
         let Ok(list) = res else {
             act.core().fatal(ErrorCode::INTERNAL, "cannot read cursors");
             return stop_if_closing(act, ctx);
         };
-        for (update, from) in list {
+        for (update, from, notes) in list {
             let from = match from {
                 Ok(seq) => seq,
                 Err(e) => {
@@ -450,6 +478,9 @@ pub fn follow<A: SessionActor>(act: &mut A, updates: Vec<ConversationUpdate>, ct
                     break;
                 }
             };
+            if !notes.is_empty() {
+                act.core().push(&ServerFrame::Notes { conversation: update.conversation, notes });
+            }
             if let Some(after) = act.core().subs.subscribe(update.conversation, from, update.last_seq) {
                 fill(act, update.conversation, after, ctx);
             }

@@ -71,6 +71,13 @@ pub enum SessionEvent {
         /// `Ok(seq)` of the original, or why it failed.
         result: Result<u64, String>,
     },
+    /// Internal notes of a conversation (agent sessions).
+    Notes {
+        /// The conversation.
+        conversation: switchboard_protocol::ConversationId,
+        /// The notes.
+        notes: Vec<switchboard_protocol::InternalNote>,
+    },
     /// Please rate this conversation (visitor sessions).
     RatingRequested {
         /// The conversation.

@@ -378,6 +378,20 @@ async fn a_returning_visitor_goes_back_to_their_agent_and_waits_a_while_if_that_
     // Agent 1 goes away: the visitor's next chat waits up to 2 s for agent 1, then goes
     // to agent 2 (who has room) rather than staying stuck.
     drop(s1);
+    let seats_online = || -> f64 {
+        let text = ureq::get(&node.url("/metrics")).call().unwrap().into_string().unwrap();
+        text.lines().find(|l| l.starts_with("switchboard_seats_online ")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(-1.0)
+    };
+    let mut last = -1.0;
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline {
+        last = seats_online();
+        if last == 1.0 {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    assert_eq!(last, 1.0, "agent 1 offline (seats online: {last})\n{}", ureq::get(&node.url("/metrics")).call().unwrap().into_string().unwrap().lines().filter(|l| l.contains("seats")).collect::<Vec<_>>().join("\n"));
     let (third, _) = v.send_accepted(3, None, "third time").await;
     let (f, _) = s2.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == third && u.state == ConversationState::Assigned)).await;
     assert!(matches!(f, ServerFrame::Conversation(u) if u.agent == Some(a2)));
@@ -421,4 +435,56 @@ async fn visitors_rate_conversations_and_the_agent_figures_show_it() {
         .unwrap();
     assert_eq!(stats["ratings"], 2);
     assert_eq!(stats["avg_rating"].as_f64(), Some(4.0));
+}
+
+#[tokio::test]
+async fn an_agent_transfers_a_chat_with_a_note_the_visitor_never_sees() {
+    use switchboard_protocol::TransferTarget;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    let (a1, tok1) = create_agent(&node, t.id, 3);
+    let (a2, tok2) = create_agent(&node, t.id, 3);
+    let (a3, tok3) = create_agent(&node, t.id, 3);
+    let g = admin_post(&node, &format!("/v1/tenants/{}/groups", t.id.0), serde_json::json!({"name": "refunds", "members": [a3.0]}));
+    let refunds = GroupId(g["id"].as_u64().unwrap());
+    let (mut s1, _) = Raw::login(node.tcp, Auth::Agent { token: tok1 }, vec![]).await;
+    let (mut v, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (conv, _) = v.send_accepted(1, None, "I want a refund").await;
+    assert_eq!(assigned(&mut s1).await, conv);
+    let (mut s2, _) = Raw::login(node.tcp, Auth::Agent { token: tok2 }, vec![]).await;
+    let (mut s3, _) = Raw::login(node.tcp, Auth::Agent { token: tok3 }, vec![]).await;
+
+    // An internal note, then a transfer to agent 2 with another note.
+    s1.send(&ClientFrame::Note { conversation: conv, body: "customer since 2019".into() }).await;
+    s1.recv_until(|f| matches!(f, ServerFrame::Notes { .. })).await;
+    s1.send(&ClientFrame::Transfer { conversation: conv, to: TransferTarget::Agent(a1), note: String::new() }).await;
+    assert_error(&s1.recv_until(|f| matches!(f, ServerFrame::Error(_))).await.0, ErrorCode::INVALID_REQUEST);
+    s1.send(&ClientFrame::Transfer { conversation: conv, to: TransferTarget::Agent(a2), note: "refund of order 1234, please finish".into() }).await;
+    let (f, _) = s2.recv_until(|f| matches!(f, ServerFrame::Notes { conversation, .. } if *conversation == conv)).await;
+    let ServerFrame::Notes { notes, .. } = f else { unreachable!() };
+    let bodies: Vec<&str> = notes.iter().map(|n| n.body.as_str()).collect();
+    assert_eq!(bodies, vec!["customer since 2019", "refund of order 1234, please finish"]);
+    assert_eq!(s2.messages(conv, 1).await[0].body, "I want a refund", "the history comes along");
+    s1.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == conv && u.agent == Some(a2))).await;
+
+    // Agent 2 sends it on to the refunds group, where agent 3 gets it.
+    s2.send(&ClientFrame::Transfer { conversation: conv, to: TransferTarget::Group(refunds), note: String::new() }).await;
+    let (f, _) = s3.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == conv && u.state == ConversationState::Assigned)).await;
+    assert!(matches!(f, ServerFrame::Conversation(u) if u.agent == Some(a3)));
+    s3.send_accepted(1, Some(conv), "Your refund is on its way.").await;
+
+    // The visitor saw the messages and the hand-overs, never a note.
+    let seen = v.messages(conv, 1).await;
+    assert_eq!(seen[0].body, "Your refund is on its way.");
+    v.send(&ClientFrame::Ping).await;
+    let (_, before_pong) = v.recv_until(|f| matches!(f, ServerFrame::Pong)).await;
+    assert!(!before_pong.iter().any(|f| matches!(f, ServerFrame::Notes { .. })), "{before_pong:?}");
+    let notes: serde_json::Value = ureq::get(&node.url(&format!("/v1/tenants/{}/conversations/{}/notes", t.id.0, conv.0)))
+        .set("authorization", &format!("Bearer {}", t.api_key))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(notes.as_array().unwrap().len(), 2);
 }

@@ -107,6 +107,13 @@ pub enum Event {
     },
     /// A conversation of this identity was opened, queued, assigned or closed.
     Conversation(ConversationUpdate),
+    /// Internal notes of a conversation (agents only).
+    Notes {
+        /// The conversation.
+        conversation: switchboard_protocol::ConversationId,
+        /// The notes.
+        notes: Vec<switchboard_protocol::InternalNote>,
+    },
     /// The agent (or the end of the chat) asks for a rating.
     RatingRequested {
         /// The conversation.

@@ -137,3 +137,104 @@ impl Handler<TakeConversation> for TenantRouter {
         Ok(())
     }
 }
+
+/// Sent by an `AgentSeat`: its agent adds an internal note.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), RouteError>")]
+pub struct AddNote {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The author (must hold the conversation).
+    pub agent: AgentId,
+    /// The note.
+    pub body: String,
+}
+
+impl TenantRouter {
+    /// Stores a note and, once durable, shows it to the conversation's agent.
+    fn save_note(&mut self, conversation: ConversationId, author: AgentId, body: String) -> ResponseActFuture<Self, Result<(), RouteError>> {
+        let note = InternalNote { author, at_ms: now_ms(), body };
+        let write = self.ctx.store.put_note(self.tenant, conversation, &note);
+        Box::pin(async move { durable(write).await }.into_actor(self).map(move |res, act, _| {
+            res.map_err(|e| RouteError::Storage { reason: e.to_string() })?;
+            if let Some(agent) = act.records.get(&conversation).and_then(|r| r.agent) {
+                let event = SessionEvent::Notes { conversation, notes: vec![note] };
+                act.ctx.registry.notify(act.tenant, Participant::Agent(agent), event);
+            }
+            Ok(())
+        }))
+    }
+}
+
+impl Handler<AddNote> for TenantRouter {
+    type Result = ResponseActFuture<Self, Result<(), RouteError>>;
+
+    fn handle(&mut self, msg: AddNote, _: &mut Context<Self>) -> Self::Result {
+        let conversation = msg.conversation;
+        match self.records.get(&conversation) {
+            Some(r) if r.agent == Some(msg.agent) => self.save_note(conversation, msg.agent, msg.body),
+            Some(_) => Box::pin(fut::ready(Err(RouteError::Forbidden { conversation, who: Participant::Agent(msg.agent) }))),
+            None => Box::pin(fut::ready(Err(RouteError::ConversationNotFound { conversation }))),
+        }
+    }
+}
+
+/// Sent by an `AgentSeat`: its agent hands the conversation to another agent or group.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<(), RouteError>")]
+pub struct Transfer {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The agent holding it.
+    pub from: AgentId,
+    /// Where it goes.
+    pub to: TransferTarget,
+    /// Internal note for the next agent (may be empty).
+    pub note: String,
+}
+
+impl Handler<Transfer> for TenantRouter {
+    type Result = ResponseActFuture<Self, Result<(), RouteError>>;
+
+    fn handle(&mut self, msg: Transfer, ctx: &mut Context<Self>) -> Self::Result {
+        let conversation = msg.conversation;
+        let Some(mut rec) = self.records.get(&conversation).copied() else {
+            return Box::pin(fut::ready(Err(RouteError::ConversationNotFound { conversation })));
+        };
+        if rec.agent != Some(msg.from) {
+            return Box::pin(fut::ready(Err(RouteError::Forbidden { conversation, who: Participant::Agent(msg.from) })));
+        }
+        // The note first, so the next agent finds it when the chat arrives.
+        if !msg.note.trim().is_empty() {
+            let note = self.save_note(conversation, msg.from, msg.note);
+            ctx.spawn(note.map(|_, _, _| ()));
+        }
+        let now = now_ms();
+        let moved = match msg.to {
+            TransferTarget::Agent(to) if to == msg.from => Err(TakeError::NotMember),
+            TransferTarget::Agent(to) if self.ctx.directory.agent(self.tenant, to).is_none() => Err(TakeError::NotMember),
+            TransferTarget::Agent(to) => self.pool.transfer_to_agent(conversation, to).map(|_| {
+                rec.agent = Some(to);
+                rec.assigned_at_ms = Some(now);
+                Vec::new()
+            }),
+            TransferTarget::Group(g) if g != DEFAULT_GROUP && self.ctx.directory.group(self.tenant, g).is_none() => Err(TakeError::NotMember),
+            TransferTarget::Group(g) => self.pool.transfer_to_group(conversation, g).map(|drained| {
+                rec.agent = None;
+                rec.group = g;
+                rec.state = ConversationState::Queued;
+                rec.queued_at_ms = Some(now);
+                drained
+            }),
+        };
+        match moved {
+            Ok(drained) => {
+                rec.first_agent_reply_at_ms = rec.first_agent_reply_at_ms.filter(|_| rec.agent.is_none());
+                let written = self.write_record(rec, true, &["conversation.transferred"], Some(msg.from), ctx);
+                self.apply(drained, ctx);
+                Box::pin(async move { written.await.unwrap_or(Err(RouteError::Unavailable)) }.into_actor(self))
+            }
+            Err(e) => Box::pin(fut::ready(Err(RouteError::Transfer { reason: e.to_string() }))),
+        }
+    }
+}

@@ -8,7 +8,7 @@
 mod agent_requests;
 mod bot;
 mod timers;
-pub use agent_requests::{AgentReplied, GroupChanged, RateConversation, RequestRating, TakeConversation};
+pub use agent_requests::{AddNote, AgentReplied, GroupChanged, RateConversation, RequestRating, TakeConversation, Transfer};
 pub use bot::{BotChanged, BotInput, BotTurn};
 use bot::knowledge_base;
 use crate::context::{now_ms, Ctx};
@@ -20,7 +20,9 @@ use crate::session::SessionEvent;
 use actix::prelude::*;
 use dashmap::DashMap;
 use std::collections::{BTreeMap, HashMap};
-use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, Participant, TenantId, VisitorId};
+use switchboard_protocol::{
+    AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, InternalNote, Participant, TenantId, TransferTarget, VisitorId,
+};
 use switchboard_raft_store::store::durable;
 use switchboard_raft_store::{AppendRequest, BusinessHours, ConversationRecord, RatingRecord, WebhookEvent};
 use tokio::sync::oneshot;
@@ -51,6 +53,12 @@ pub enum RouteError {
     /// The router is gone (node shutting down).
     #[error("router unavailable")]
     Unavailable,
+    /// A transfer could not happen (target unknown, offline or full).
+    #[error("cannot transfer: {reason}")]
+    Transfer {
+        /// Why.
+        reason: String,
+    },
     /// The group's queue (and its overflow's) is at its limit.
     #[error("all agents are busy and the queue is full; please try again later")]
     QueueFull,
