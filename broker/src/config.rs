@@ -48,6 +48,11 @@ pub struct Config {
     pub store_max_batch_ops: usize,
     /// Session arbiters (threads); 0 means one per core.
     pub workers: usize,
+    /// A conversation without a message for this long is closed, seconds (0 = never).
+    pub auto_close_secs: u32,
+    /// A visitor writing again within this long after a close reopens that conversation
+    /// instead of starting a new one, seconds (0 = never).
+    pub reopen_window_secs: u32,
     /// First webhook retry delay, ms (doubles per attempt).
     pub webhook_retry_base_ms: u64,
     /// Longest webhook retry delay, ms.
@@ -84,6 +89,8 @@ impl Default for Config {
             quic_key: None,
             store_max_batch_ops: 4096,
             workers: 0,
+            auto_close_secs: 1800,
+            reopen_window_secs: 600,
             webhook_retry_base_ms: 1000,
             webhook_retry_max_ms: 300_000,
             webhook_timeout_secs: 5,
@@ -134,6 +141,12 @@ pub struct ConfigArgs {
     /// Seconds an offline agent keeps its chats [default: 60].
     #[arg(long, env = "SWITCHBOARD_AGENT_GRACE_SECS")]
     pub agent_grace_secs: Option<u32>,
+    /// Seconds without a message before a conversation closes, 0 = never [default: 1800].
+    #[arg(long, env = "SWITCHBOARD_AUTO_CLOSE_SECS")]
+    pub auto_close_secs: Option<u32>,
+    /// Seconds after a close during which the visitor's next message reopens it [default: 600].
+    #[arg(long, env = "SWITCHBOARD_REOPEN_WINDOW_SECS")]
+    pub reopen_window_secs: Option<u32>,
     /// First webhook retry delay, ms [default: 1000].
     #[arg(long, env = "SWITCHBOARD_WEBHOOK_RETRY_BASE_MS")]
     pub webhook_retry_base_ms: Option<u64>,
@@ -216,7 +229,8 @@ impl Config {
             ($($field:ident),*) => { $(if let Some(v) = a.$field { cfg.$field = v; })* };
         }
         set!(data_dir, http_addr, tcp_addr, quic_addr, tcp_heartbeat_secs, quic_heartbeat_secs, max_frame_len,
-             max_message_len, outbound_queue_bytes, agent_grace_secs, webhook_retry_base_ms, push_after_secs, workers, log);
+             max_message_len, outbound_queue_bytes, agent_grace_secs, auto_close_secs, reopen_window_secs, webhook_retry_base_ms,
+             push_after_secs, workers, log);
         if a.admin_token.is_some() {
             cfg.admin_token = a.admin_token;
         }
@@ -292,6 +306,8 @@ impl Config {
         );
         check((1..=120).contains(&self.webhook_timeout_secs), "webhook_timeout_secs", format!("{} is not in 1..=120", self.webhook_timeout_secs));
         check((10..=60_000).contains(&self.webhook_poll_ms), "webhook_poll_ms", format!("{} is not in 10..=60000", self.webhook_poll_ms));
+        check(self.auto_close_secs <= 30 * 86_400, "auto_close_secs", format!("{} is more than 30 days", self.auto_close_secs));
+        check(self.reopen_window_secs <= 86_400, "reopen_window_secs", format!("{} is more than a day", self.reopen_window_secs));
         check((1..=86_400).contains(&self.push_after_secs), "push_after_secs", format!("{} is not in 1..=86400", self.push_after_secs));
         check(self.store_max_batch_ops >= 1, "store_max_batch_ops", "must be at least 1".into());
         check(self.workers <= 256, "workers", format!("{} is more than 256", self.workers));

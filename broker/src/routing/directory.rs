@@ -16,6 +16,8 @@ pub struct ConversationEntry {
     pub record: ConversationRecord,
     /// Highest committed seq.
     pub last_seq: u64,
+    /// When its last message was accepted (or it was last written), ms since the epoch.
+    pub last_activity_ms: u64,
 }
 
 impl ConversationEntry {
@@ -248,8 +250,12 @@ impl Directory {
             self.visitor_open.remove_if(&(rec.tenant, rec.visitor), |_, c| *c == rec.id);
             return;
         }
-        let last_seq = self.conversations.get(&rec.id).map(|e| e.last_seq.max(last_seq)).unwrap_or(last_seq);
-        self.conversations.insert(rec.id, ConversationEntry { record: *rec, last_seq });
+        let now = crate::context::now_ms();
+        let (last_seq, last_activity_ms) = match self.conversations.get(&rec.id) {
+            Some(e) => (e.last_seq.max(last_seq), e.last_activity_ms.max(now)),
+            None => (last_seq, now),
+        };
+        self.conversations.insert(rec.id, ConversationEntry { record: *rec, last_seq, last_activity_ms });
         self.visitor_open.insert((rec.tenant, rec.visitor), rec.id);
     }
 
@@ -259,9 +265,10 @@ impl Directory {
     }
 
     /// Raises the recorded last seq of a conversation; returns its entry.
-    pub fn note_committed(&self, id: ConversationId, seq: u64) -> Option<ConversationEntry> {
+    pub fn note_committed(&self, id: ConversationId, seq: u64, at_ms: u64) -> Option<ConversationEntry> {
         let mut e = self.conversations.get_mut(&id)?;
         e.last_seq = e.last_seq.max(seq);
+        e.last_activity_ms = e.last_activity_ms.max(at_ms);
         Some(*e)
     }
 

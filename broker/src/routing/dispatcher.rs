@@ -47,7 +47,7 @@ impl CommitListener for Dispatcher {
             let msg = &c.message;
             // Raise last_seq before looking up sessions: a session registers before it
             // reads last_seq, so every message is either seen there or delivered here.
-            let entry = self.directory.note_committed(msg.conversation, msg.seq);
+            let entry = self.directory.note_committed(msg.conversation, msg.seq, msg.sent_at_ms);
             let frame = match self.codec.encode_to_vec(&ServerFrame::Message(msg.clone())) {
                 Ok(f) => Bytes::from(f),
                 Err(e) => {

@@ -347,7 +347,8 @@ async fn outside_business_hours_chats_wait_as_messages_and_are_served_when_the_g
 #[tokio::test]
 async fn a_returning_visitor_goes_back_to_their_agent_and_waits_a_while_if_that_agent_is_busy() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
+    // Returning right after a close would reopen the same conversation: turn that off.
+    let node = Node::start(dir.path(), &["--reopen-window-secs", "0"]);
     let t = create_tenant(&node, "acme");
     put(&node, &t, format!("/v1/tenants/{}/groups/0", t.id.0), serde_json::json!({"sticky_wait_secs": 2}));
     let (a1, tok1) = create_agent(&node, t.id, 2);
@@ -487,4 +488,28 @@ async fn an_agent_transfers_a_chat_with_a_note_the_visitor_never_sees() {
         .into_json()
         .unwrap();
     assert_eq!(notes.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_idle_conversation_closes_and_the_visitor_writing_again_soon_reopens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &["--auto-close-secs", "1"]);
+    let t = create_tenant(&node, "acme");
+    let (agent_id, token) = create_agent(&node, t.id, 5);
+    let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
+    let (mut v, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (conv, _) = v.send_accepted(1, None, "hello").await;
+    assert_eq!(assigned(&mut agent).await, conv);
+    agent.send_accepted(1, Some(conv), "hi, how can I help?").await;
+    // Nobody writes for a second: it closes by itself.
+    v.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == conv && u.state == ConversationState::Closed)).await;
+    // The visitor writes again soon after: the same conversation reopens, seqs go on,
+    // and the agent it had gets it back.
+    let (again, seq) = v.send_accepted(2, None, "sorry, one more question").await;
+    assert_eq!((again, seq), (conv, 3), "reopened, not a duplicate");
+    let (f, _) = agent.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == conv && u.state == ConversationState::Assigned)).await;
+    assert!(matches!(f, ServerFrame::Conversation(u) if u.agent == Some(agent_id)));
+    let history = agent.messages(conv, 3).await;
+    assert_eq!(history.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3], "from its acknowledged cursor (none): everything");
+    assert_eq!(history[2].body, "sorry, one more question");
 }

@@ -159,6 +159,7 @@ impl Actor for TenantRouter {
         for group in self.ctx.directory.groups_of(self.tenant) {
             self.follow_hours(group.id, group.hours, ctx);
         }
+        self.sweep_inactive(ctx);
     }
 }
 
@@ -339,6 +340,46 @@ impl TenantRouter {
         }
     }
 
+    /// A visitor writing again soon after a close reopens that conversation (same id,
+    /// history and seqs) instead of starting a duplicate.
+    fn reopen(&mut self, visitor: VisitorId, ctx: &mut Context<Self>) -> Option<ResponseActFuture<Self, Result<ConversationId, RouteError>>> {
+        let window_ms = self.ctx.config.reopen_window_secs as u64 * 1000;
+        let since = now_ms().saturating_sub(window_ms);
+        let mut rec = self
+            .recently_closed
+            .values()
+            .filter(|r| window_ms > 0 && r.visitor == visitor && r.closed_at_ms.unwrap_or(0) >= since)
+            .max_by_key(|r| r.closed_at_ms)
+            .copied()?;
+        self.recently_closed.remove(&rec.id);
+        let ticket = self.next_ticket(visitor);
+        let now = now_ms();
+        rec.closed_at_ms = None;
+        rec.queued_at_ms = Some(now);
+        rec.first_agent_reply_at_ms = None;
+        let (group, placement) = match self.place_in(rec.id, visitor, rec.group, ticket, ctx) {
+            Ok(x) => x,
+            Err(e) => return Some(Box::pin(fut::ready(Err(e)))),
+        };
+        rec.group = group;
+        rec.queue_ticket = ticket;
+        match placement {
+            Placement::Assigned(agent) => {
+                rec.state = ConversationState::Assigned;
+                rec.agent = Some(agent);
+                rec.assigned_at_ms = Some(now);
+            }
+            Placement::Queued { .. } => {
+                rec.state = ConversationState::Queued;
+                rec.agent = None;
+            }
+        }
+        let id = rec.id;
+        let event = if rec.state == ConversationState::Assigned { "conversation.assigned" } else { "conversation.queued" };
+        let written = self.persist(rec, &["conversation.reopened", event], ctx);
+        Some(Box::pin(async move { written.await.unwrap_or(Err(RouteError::Unavailable)).map(|_| id) }.into_actor(self)))
+    }
+
     /// Places a conversation in `group`, or in its overflow group when the group would
     /// queue it past `max_queue`; refuses when there is no room in either.
     fn place_in(
@@ -405,6 +446,9 @@ impl Handler<OpenConversation> for TenantRouter {
     fn handle(&mut self, msg: OpenConversation, ctx: &mut Context<Self>) -> Self::Result {
         if let Some(existing) = self.open_by_visitor.get(&msg.visitor).copied() {
             return Box::pin(fut::ready(Ok(existing)));
+        }
+        if let Some(reopened) = self.reopen(msg.visitor, ctx) {
+            return reopened;
         }
         let id = self.ctx.store.next_conversation_id();
         let ticket = self.next_ticket(msg.visitor);

@@ -127,4 +127,31 @@ impl TenantRouter {
         let drained = self.pool.drain();
         self.apply(drained, ctx);
     }
+
+    /// Closes conversations without a message for `auto_close_secs`; runs every tenth
+    /// of that period (at least every second).
+    pub(super) fn sweep_inactive(&mut self, ctx: &mut Context<Self>) {
+        let limit_ms = self.ctx.config.auto_close_secs as u64 * 1000;
+        if limit_ms == 0 {
+            return;
+        }
+        let now = now_ms();
+        let stale: Vec<ConversationId> = self
+            .records
+            .keys()
+            .filter(|c| self.ctx.directory.conversation(**c).is_some_and(|e| now.saturating_sub(e.last_activity_ms) >= limit_ms))
+            .copied()
+            .collect();
+        for conversation in stale {
+            let Some(mut rec) = self.records.get(&conversation).copied() else { continue };
+            tracing::debug!(tenant = %self.tenant, %conversation, "inactive: auto-closed");
+            rec.state = ConversationState::Closed;
+            rec.closed_at_ms = Some(now);
+            let freed = self.pool.release(conversation);
+            self.persist(rec, &["conversation.closed"], ctx);
+            self.apply(freed, ctx);
+        }
+        let every = std::time::Duration::from_millis((limit_ms / 10).clamp(1000, 60_000));
+        ctx.run_later(every, |act, ctx| act.sweep_inactive(ctx));
+    }
 }
