@@ -277,5 +277,6 @@ pub fn describe(frame: &ServerFrame) -> String {
         ServerFrame::QueueStatus { conversation, position, .. } => format!("QueueStatus({conversation}, position {position})"),
         ServerFrame::RatingRequested { conversation } => format!("RatingRequested({conversation})"),
         ServerFrame::Notes { conversation, notes } => format!("Notes({conversation}, {} notes)", notes.len()),
+        ServerFrame::VisitorContext(c) => format!("VisitorContext({}, {})", c.conversation, c.visitor),
     }
 }

@@ -78,6 +78,46 @@ pub enum ClientFrame {
         /// An internal note for the next agent (may be empty).
         note: String,
     },
+    /// 12. A visitor's page or screen view (the browsing trail agents see).
+    Track(PageView),
+    /// 13. A visitor sets profile attributes (name, phone, tags, custom fields); a
+    /// value replaces the previous one of the same name.
+    SetProfile {
+        /// (name, value) pairs; at most 50, names ≤ 100 bytes, values ≤ 2,000 bytes.
+        attributes: Vec<(String, String)>,
+    },
+}
+
+/// A page or screen the visitor viewed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageView {
+    /// URL or screen name.
+    pub url: String,
+    /// Title.
+    pub title: String,
+    /// Referrer, if any.
+    pub referrer: String,
+    /// Search keywords that led here, if any.
+    pub keywords: String,
+    /// When, ms since the epoch (set by the server).
+    pub at_ms: u64,
+}
+
+/// What an agent sees about the visitor of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitorContext {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// The visitor.
+    pub visitor: VisitorId,
+    /// Served ahead of others.
+    pub vip: bool,
+    /// Profile attributes, by name.
+    pub attributes: Vec<(String, String)>,
+    /// Recent page and screen views, oldest first (at most 20).
+    pub trail: Vec<PageView>,
+    /// The visitor's earlier conversations, newest first (at most 10).
+    pub past_conversations: Vec<ConversationId>,
 }
 
 /// Where a transfer goes.
@@ -223,6 +263,8 @@ pub enum ServerFrame {
         /// Oldest first.
         notes: Vec<InternalNote>,
     },
+    /// 11. Who the visitor is (agents only), when an agent gets the conversation.
+    VisitorContext(VisitorContext),
 }
 
 /// Body of [`ServerFrame::Welcome`].

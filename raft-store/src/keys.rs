@@ -41,6 +41,8 @@ pub(crate) mod tag {
     pub const WEBHOOK: u8 = 11;
     pub const RATING: u8 = 12;
     pub const NOTE: u8 = 13;
+    pub const TRAIL: u8 = 14;
+    pub const VISITOR_CONVERSATION: u8 = 15;
 }
 
 /// `messages` key: conversation, seq.
@@ -183,13 +185,28 @@ pub fn notes_prefix(tenant: TenantId, conversation: ConversationId) -> Vec<u8> {
     k
 }
 
-/// `directory` key of one internal note: ordered by time, then author; the body's
-/// digest keeps two different notes of one author in one millisecond apart.
-pub fn note_key(tenant: TenantId, conversation: ConversationId, at_ms: u64, author: AgentId, body: &str) -> Vec<u8> {
+/// `directory` key of one internal note: ordered by time, then by `order` (a
+/// sequence of the writing process, so notes of one millisecond keep their order).
+pub fn note_key(tenant: TenantId, conversation: ConversationId, at_ms: u64, order: u64) -> Vec<u8> {
     let mut k = notes_prefix(tenant, conversation);
     k.extend_from_slice(&at_ms.to_be_bytes());
-    k.extend_from_slice(&author.0.to_be_bytes());
-    k.extend_from_slice(&switchboard_protocol::auth::secret_digest(body)[..8]);
+    k.extend_from_slice(&order.to_be_bytes());
+    k
+}
+
+/// `directory` key prefix of a visitor's browsing trail.
+pub fn trail_prefix(tenant: TenantId, visitor: VisitorId) -> Vec<u8> {
+    let mut k = vec![tag::TRAIL];
+    k.extend_from_slice(&tenant.0.to_be_bytes());
+    k.extend_from_slice(&visitor.0.to_be_bytes());
+    k
+}
+
+/// `directory` key prefix of a visitor's conversations (an index, newest last).
+pub fn visitor_conversations_prefix(tenant: TenantId, visitor: VisitorId) -> Vec<u8> {
+    let mut k = vec![tag::VISITOR_CONVERSATION];
+    k.extend_from_slice(&tenant.0.to_be_bytes());
+    k.extend_from_slice(&visitor.0.to_be_bytes());
     k
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use switchboard_protocol::{ChatMessage, ConversationId, InternalNote, Participant, TenantId, VisitorId};
+use switchboard_protocol::{ChatMessage, ConversationId, InternalNote, PageView, Participant, TenantId, VisitorId};
 use tokio::sync::oneshot;
 
 /// Tuning of the store.
@@ -85,6 +85,8 @@ pub struct Store {
     tx: mpsc::Sender<WriteOp>,
     writer: Mutex<Option<JoinHandle<()>>>,
     next_conversation: AtomicU64,
+    /// Orders records written in the same millisecond (notes, page views).
+    order: AtomicU64,
 }
 
 impl Store {
@@ -111,6 +113,7 @@ impl Store {
             tx,
             writer: Mutex::new(Some(handle)),
             next_conversation: AtomicU64::new(max_conv + 1),
+            order: AtomicU64::new(0),
         })
     }
 
@@ -212,7 +215,7 @@ impl Store {
 
     /// Writes an internal note durably.
     pub fn put_note(&self, tenant: TenantId, conversation: ConversationId, note: &InternalNote) -> Durable<()> {
-        let key = note_key(tenant, conversation, note.at_ms, note.author, &note.body);
+        let key = note_key(tenant, conversation, note.at_ms, self.order.fetch_add(1, Ordering::Relaxed));
         self.put(vec![Put { cf: CF_DIRECTORY, key, value: Some(records::encode(note)) }], None)
     }
 
@@ -234,7 +237,39 @@ impl Store {
     /// Writes a conversation record and queues webhook events with it, atomically.
     pub fn put_conversation_with_events(&self, record: &ConversationRecord, events: Vec<(TenantId, WebhookEvent)>) -> Durable<()> {
         let put = Put { cf: CF_CONVERSATIONS, key: conversation_key(record.id).to_vec(), value: Some(records::encode(record)) };
-        self.put_with_events(vec![put], Some((counters::CONVERSATION, record.id.0)), events)
+        let mut index_key = visitor_conversations_prefix(record.tenant, record.visitor);
+        index_key.extend_from_slice(&record.id.0.to_be_bytes());
+        let index = Put { cf: CF_DIRECTORY, key: index_key, value: Some(Vec::new()) };
+        self.put_with_events(vec![put, index], Some((counters::CONVERSATION, record.id.0)), events)
+    }
+
+    /// A visitor's conversations, newest first, at most `limit`. Blocking.
+    pub fn visitor_conversations(&self, tenant: TenantId, visitor: VisitorId, limit: usize) -> Result<Vec<ConversationId>, StoreError> {
+        let prefix = visitor_conversations_prefix(tenant, visitor);
+        let mut ids = self.scan_prefix(CF_DIRECTORY, &prefix, |k, _| {
+            let raw: [u8; 8] = k[prefix.len()..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt { what: "visitor conversation key", reason: format!("{} bytes", k.len()) })?;
+            Ok(ConversationId(u64::from_be_bytes(raw)))
+        })?;
+        ids.reverse();
+        ids.truncate(limit);
+        Ok(ids)
+    }
+
+    /// Adds a page view to a visitor's trail (durable with the next batch; not awaited).
+    pub fn track(&self, tenant: TenantId, visitor: VisitorId, view: &PageView) -> Durable<()> {
+        let mut key = trail_prefix(tenant, visitor);
+        key.extend_from_slice(&view.at_ms.to_be_bytes());
+        key.extend_from_slice(&self.order.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        self.put(vec![Put { cf: CF_DIRECTORY, key, value: Some(records::encode(view)) }], None)
+    }
+
+    /// A visitor's most recent page views, oldest first, at most `limit`. Blocking.
+    pub fn trail(&self, tenant: TenantId, visitor: VisitorId, limit: usize) -> Result<Vec<PageView>, StoreError> {
+        let mut all: Vec<PageView> = self.scan_prefix(CF_DIRECTORY, &trail_prefix(tenant, visitor), |_, v| records::decode("page view", v))?;
+        let skip = all.len().saturating_sub(limit);
+        Ok(all.split_off(skip))
     }
 
     /// Writes a conversation record durably.

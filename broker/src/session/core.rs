@@ -16,9 +16,9 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Instant;
 use switchboard_protocol::{
-    ChatMessage, ClientFrame, ConversationId, ConversationState, ConversationUpdate, Cursor, ErrorCode, ErrorFrame, Participant, SendMessage, ServerFrame, TenantId,
+    ChatMessage, ClientFrame, ConversationId, ConversationState, VisitorContext, ConversationUpdate, Cursor, ErrorCode, ErrorFrame, Participant, SendMessage, ServerFrame, TenantId,
 };
-use switchboard_raft_store::AppendRequest;
+use switchboard_raft_store::{AppendRequest, VisitorProfileRecord};
 
 /// Most messages one `Fetch` returns.
 pub const MAX_FETCH: u32 = 500;
@@ -252,6 +252,33 @@ fn on_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ctx: &mut Context<
             let router = core.ctx.routers.get(core.tenant, &core.ctx);
             reply_errors(act, router.send(Transfer { conversation, from, to, note }), ctx);
         }
+        ClientFrame::Track(mut view) => {
+            let Participant::Visitor(visitor) = core.me else {
+                return core.reject(ErrorCode::INVALID_REQUEST, "only visitors send page views", None);
+            };
+            if [&view.url, &view.title, &view.referrer, &view.keywords].iter().any(|s| s.len() > 2000) {
+                return core.reject(ErrorCode::INVALID_REQUEST, "page view fields are at most 2000 bytes each", None);
+            }
+            view.at_ms = crate::context::now_ms();
+            // Durable with the next batch; nothing waits for it.
+            drop(core.ctx.store.track(core.tenant, visitor, &view));
+        }
+        ClientFrame::SetProfile { attributes } => {
+            let Participant::Visitor(visitor) = core.me else {
+                return core.reject(ErrorCode::INVALID_REQUEST, "only visitors set their profile", None);
+            };
+            if attributes.len() > 50 || attributes.iter().any(|(k, v)| k.is_empty() || k.len() > 100 || v.len() > 2000) {
+                return core.reject(ErrorCode::INVALID_REQUEST, "at most 50 attributes, names 1-100 bytes, values at most 2000 bytes", None);
+            }
+            let dir = &core.ctx.directory;
+            let mut profile = dir.profile(core.tenant, visitor).unwrap_or_else(|| VisitorProfileRecord::new(core.tenant, visitor));
+            profile.attributes.extend(attributes);
+            if profile.attributes.len() > 100 {
+                return core.reject(ErrorCode::INVALID_REQUEST, "a profile holds at most 100 attributes", None);
+            }
+            drop(core.ctx.store.put_profile(&profile));
+            dir.set_profile(profile);
+        }
         ClientFrame::Take { conversation } => {
             let Participant::Agent(agent) = core.me else {
                 return core.reject(ErrorCode::INVALID_REQUEST, "only agents take conversations", None);
@@ -447,8 +474,10 @@ pub fn follow<A: SessionActor>(act: &mut A, updates: Vec<ConversationUpdate>, ct
     let resume = core.resume.clone();
     let log = core.ctx.log.clone();
     let store = core.ctx.store.clone();
+    let directory = core.ctx.directory.clone();
     let (me, tenant) = (core.me, core.tenant);
-    // Cursors (and, for an agent, the conversation's internal notes), off the actor thread.
+    // Cursors (and, for an agent, the conversation's notes and who the visitor is), off
+    // the actor thread.
     let read = tokio::task::spawn_blocking(move || {
         updates
             .into_iter()
@@ -457,11 +486,29 @@ pub fn follow<A: SessionActor>(act: &mut A, updates: Vec<ConversationUpdate>, ct
                     Some(c) => Ok(c.seq),
                     None => log.cursor(u.conversation, me),
                 };
-                let notes = match me {
-                    Participant::Agent(_) => store.notes_of(tenant, u.conversation).unwrap_or_default(),
-                    _ => Vec::new(),
+                let agent_view = match me {
+                    Participant::Agent(_) => {
+                        let notes = store.notes_of(tenant, u.conversation).unwrap_or_default();
+                        let profile = directory.profile(tenant, u.visitor);
+                        let context = VisitorContext {
+                            conversation: u.conversation,
+                            visitor: u.visitor,
+                            vip: profile.as_ref().is_some_and(|p| p.vip),
+                            attributes: profile.map(|p| p.attributes.into_iter().collect()).unwrap_or_default(),
+                            trail: store.trail(tenant, u.visitor, 20).unwrap_or_default(),
+                            past_conversations: store
+                                .visitor_conversations(tenant, u.visitor, 11)
+                                .unwrap_or_default()
+                                .into_iter()
+                                .filter(|c| *c != u.conversation)
+                                .take(10)
+                                .collect(),
+                        };
+                        Some((notes, context))
+                    }
+                    _ => None,
                 };
-                (u, from, notes)
+                (u, from, agent_view)
             })
             .collect::<Vec<_>>()
     });
@@ -470,7 +517,7 @@ pub fn follow<A: SessionActor>(act: &mut A, updates: Vec<ConversationUpdate>, ct
             act.core().fatal(ErrorCode::INTERNAL, "cannot read cursors");
             return stop_if_closing(act, ctx);
         };
-        for (update, from, notes) in list {
+        for (update, from, agent_view) in list {
             let from = match from {
                 Ok(seq) => seq,
                 Err(e) => {
@@ -478,8 +525,11 @@ pub fn follow<A: SessionActor>(act: &mut A, updates: Vec<ConversationUpdate>, ct
                     break;
                 }
             };
-            if !notes.is_empty() {
-                act.core().push(&ServerFrame::Notes { conversation: update.conversation, notes });
+            if let Some((notes, context)) = agent_view {
+                act.core().push(&ServerFrame::VisitorContext(context));
+                if !notes.is_empty() {
+                    act.core().push(&ServerFrame::Notes { conversation: update.conversation, notes });
+                }
             }
             if let Some(after) = act.core().subs.subscribe(update.conversation, from, update.last_seq) {
                 fill(act, update.conversation, after, ctx);

@@ -392,7 +392,7 @@ async fn a_returning_visitor_goes_back_to_their_agent_and_waits_a_while_if_that_
         }
         std::thread::yield_now();
     }
-    assert_eq!(last, 1.0, "agent 1 offline (seats online: {last})\n{}", ureq::get(&node.url("/metrics")).call().unwrap().into_string().unwrap().lines().filter(|l| l.contains("seats")).collect::<Vec<_>>().join("\n"));
+    assert_eq!(last, 1.0, "agent 1 offline (seats online: {last})\n{}", node.log());
     let (third, _) = v.send_accepted(3, None, "third time").await;
     let (f, _) = s2.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == third && u.state == ConversationState::Assigned)).await;
     assert!(matches!(f, ServerFrame::Conversation(u) if u.agent == Some(a2)));
@@ -512,4 +512,38 @@ async fn an_idle_conversation_closes_and_the_visitor_writing_again_soon_reopens_
     let history = agent.messages(conv, 3).await;
     assert_eq!(history.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3], "from its acknowledged cursor (none): everything");
     assert_eq!(history[2].body, "sorry, one more question");
+}
+
+#[tokio::test]
+async fn the_agent_sees_the_visitors_profile_trail_and_past_conversations() {
+    use switchboard_protocol::PageView;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &["--reopen-window-secs", "0"]);
+    let t = create_tenant(&node, "acme");
+    let (_, token) = create_agent(&node, t.id, 5);
+    let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
+    let auth = Auth::Verified { tenant: t.id, user_id: "u-7".into(), signature: switchboard_protocol::auth::sign_user_id(t.secret.as_bytes(), "u-7").to_vec() };
+    let (mut v, w) = Raw::login(node.tcp, auth, vec![]).await;
+    let Participant::Visitor(visitor) = w.identity else { panic!() };
+    // An earlier conversation.
+    let (earlier, _) = v.send_accepted(1, None, "first question").await;
+    assert_eq!(assigned(&mut agent).await, earlier);
+    agent.send(&ClientFrame::Close { conversation: earlier }).await;
+    v.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == earlier && u.state == ConversationState::Closed)).await;
+    // The app reports who this is and where they have been.
+    v.send(&ClientFrame::SetProfile { attributes: vec![("name".into(), "Ada".into()), ("plan".into(), "gold".into())] }).await;
+    for (url, title) in [("/orders", "My orders"), ("/orders/1234", "Order 1234")] {
+        v.send(&ClientFrame::Track(PageView { url: url.into(), title: title.into(), referrer: String::new(), keywords: String::new(), at_ms: 0 })).await;
+    }
+    let (now, _) = v.send_accepted(2, None, "where is order 1234?").await;
+    let (f, _) = agent.recv_until(|f| matches!(f, ServerFrame::VisitorContext(c) if c.conversation == now)).await;
+    let ServerFrame::VisitorContext(c) = f else { unreachable!() };
+    assert_eq!(c.visitor, visitor);
+    assert!(c.attributes.contains(&("name".into(), "Ada".into())) && c.attributes.contains(&("plan".into(), "gold".into())), "{c:?}");
+    assert_eq!(c.trail.iter().map(|p| p.title.as_str()).collect::<Vec<_>>(), vec!["My orders", "Order 1234"]);
+    assert_eq!(c.past_conversations, vec![earlier]);
+    // The visitor never gets that frame.
+    v.send(&ClientFrame::Ping).await;
+    let (_, before) = v.recv_until(|f| matches!(f, ServerFrame::Pong)).await;
+    assert!(!before.iter().any(|f| matches!(f, ServerFrame::VisitorContext(_))));
 }

@@ -45,7 +45,7 @@ impl Node {
             .args(["--http-addr", "127.0.0.1:0", "--tcp-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
             .args(["--admin-token", "test-admin-token-0123456789"])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,switchboard_broker=debug")
             .stdout(Stdio::null())
             .stderr(logfile)
             .spawn()
