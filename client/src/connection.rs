@@ -278,5 +278,6 @@ pub fn describe(frame: &ServerFrame) -> String {
         ServerFrame::RatingRequested { conversation } => format!("RatingRequested({conversation})"),
         ServerFrame::Notes { conversation, notes } => format!("Notes({conversation}, {} notes)", notes.len()),
         ServerFrame::VisitorContext(c) => format!("VisitorContext({}, {})", c.conversation, c.visitor),
+        ServerFrame::QuickReplies { replies } => format!("QuickReplies({})", replies.len()),
     }
 }

@@ -86,6 +86,30 @@ pub enum ClientFrame {
         /// (name, value) pairs; at most 50, names ≤ 100 bytes, values ≤ 2,000 bytes.
         attributes: Vec<(String, String)>,
     },
+    /// 14. An agent asks for its quick replies (the tenant's and its own).
+    ListQuickReplies,
+    /// 15. An agent starts a conversation with an online visitor (proactive invitation).
+    Invite {
+        /// The visitor.
+        visitor: VisitorId,
+        /// The agent's first message.
+        body: String,
+        /// The agent's id for that message.
+        client_msg_id: u64,
+    },
+}
+
+/// A canned answer an agent can insert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuickReply {
+    /// Its id.
+    pub id: u64,
+    /// The agent it belongs to, or none for the whole tenant.
+    pub agent: Option<AgentId>,
+    /// A short label.
+    pub title: String,
+    /// The text.
+    pub body: String,
 }
 
 /// A page or screen the visitor viewed.
@@ -265,6 +289,11 @@ pub enum ServerFrame {
     },
     /// 11. Who the visitor is (agents only), when an agent gets the conversation.
     VisitorContext(VisitorContext),
+    /// 12. Answer to [`ClientFrame::ListQuickReplies`].
+    QuickReplies {
+        /// Tenant-wide first, then the agent's own.
+        replies: Vec<QuickReply>,
+    },
 }
 
 /// Body of [`ServerFrame::Welcome`].

@@ -43,6 +43,7 @@ pub(crate) mod tag {
     pub const NOTE: u8 = 13;
     pub const TRAIL: u8 = 14;
     pub const VISITOR_CONVERSATION: u8 = 15;
+    pub const QUICK_REPLY: u8 = 16;
 }
 
 /// `messages` key: conversation, seq.
@@ -207,6 +208,15 @@ pub fn visitor_conversations_prefix(tenant: TenantId, visitor: VisitorId) -> Vec
     let mut k = vec![tag::VISITOR_CONVERSATION];
     k.extend_from_slice(&tenant.0.to_be_bytes());
     k.extend_from_slice(&visitor.0.to_be_bytes());
+    k
+}
+
+/// `directory` key of a quick reply (agent 0 = the whole tenant).
+pub fn quick_reply_key(tenant: TenantId, agent: Option<AgentId>, id: u64) -> Vec<u8> {
+    let mut k = vec![tag::QUICK_REPLY];
+    k.extend_from_slice(&tenant.0.to_be_bytes());
+    k.extend_from_slice(&agent.map_or(0, |a| a.0).to_be_bytes());
+    k.extend_from_slice(&id.to_be_bytes());
     k
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use switchboard_protocol::{ChatMessage, ConversationId, InternalNote, PageView, Participant, TenantId, VisitorId};
+use switchboard_protocol::{ChatMessage, ConversationId, InternalNote, PageView, Participant, QuickReply, TenantId, VisitorId};
 use tokio::sync::oneshot;
 
 /// Tuning of the store.
@@ -42,6 +42,7 @@ pub(crate) mod counters {
     pub const GROUP: &str = "group";
     pub const KNOWLEDGE: &str = "knowledge";
     pub const OUTBOX: &str = "outbox";
+    pub const QUICK_REPLY: &str = "quick_reply";
 }
 
 /// Kinds of id the store hands out durably.
@@ -57,6 +58,8 @@ pub enum IdKind {
     Group,
     /// Knowledge-base entries (unique across tenants).
     Knowledge,
+    /// Quick replies.
+    QuickReply,
 }
 
 impl IdKind {
@@ -67,6 +70,7 @@ impl IdKind {
             IdKind::Visitor => counters::VISITOR,
             IdKind::Group => counters::GROUP,
             IdKind::Knowledge => counters::KNOWLEDGE,
+            IdKind::QuickReply => counters::QUICK_REPLY,
         }
     }
 }
@@ -222,6 +226,22 @@ impl Store {
     /// A conversation's internal notes, oldest first. Blocking.
     pub fn notes_of(&self, tenant: TenantId, conversation: ConversationId) -> Result<Vec<InternalNote>, StoreError> {
         self.scan_prefix(CF_DIRECTORY, &notes_prefix(tenant, conversation), |_, v| records::decode("note", v))
+    }
+
+    /// Writes (or, with an empty body, deletes) a quick reply durably.
+    pub fn put_quick_reply(&self, tenant: TenantId, reply: &QuickReply) -> Durable<()> {
+        let key = quick_reply_key(tenant, reply.agent, reply.id);
+        let value = (!reply.body.is_empty()).then(|| records::encode(reply));
+        self.put(vec![Put { cf: CF_DIRECTORY, key, value }], None)
+    }
+
+    /// Every quick reply of every tenant, with its tenant.
+    pub fn quick_replies(&self) -> Result<Vec<(TenantId, QuickReply)>, StoreError> {
+        self.scan_prefix(CF_DIRECTORY, &[tag::QUICK_REPLY], |k, v| {
+            let tenant = k.get(1..9).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).map(TenantId);
+            let tenant = tenant.ok_or(StoreError::Corrupt { what: "quick reply key", reason: format!("{} bytes", k.len()) })?;
+            Ok((tenant, records::decode("quick reply", v)?))
+        })
     }
 
     /// Writes a tenant's webhook settings durably.

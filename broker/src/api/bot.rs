@@ -1,4 +1,4 @@
-//! The bot's settings and the knowledge base.
+//! The bot's settings, the knowledge base, and agents' quick replies.
 
 use super::*;
 
@@ -111,4 +111,64 @@ pub(super) async fn update_knowledge(
     state.ctx.directory.put_knowledge(record.clone());
     state.ctx.routers.get(tenant.id, &state.ctx).do_send(BotChanged);
     Ok(HttpResponse::Ok().json(record))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct QuickReplyBody {
+    title: String,
+    body: String,
+    /// Personal to this agent; absent: the whole tenant's.
+    agent: Option<AgentId>,
+}
+
+fn check_quick_reply(state: &ApiState, tenant: TenantId, body: &QuickReplyBody, allow_empty: bool) -> Result<(), ApiError> {
+    if body.title.len() > 200 || body.body.len() > 4000 || (!allow_empty && (body.title.trim().is_empty() || body.body.trim().is_empty())) {
+        return Err(ApiError::BadRequest("title 1-200 bytes, body 1-4000 bytes".into()));
+    }
+    if let Some(a) = body.agent {
+        if state.ctx.directory.agent(tenant, a).is_none() {
+            return Err(ApiError::BadRequest(format!("agent {} is not an agent of this tenant", a.0)));
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn create_quick_reply(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<u64>, body: web::Json<QuickReplyBody>) -> Result<HttpResponse, ApiError> {
+    let tenant = Caller::for_tenant(&req, &state, TenantId(path.into_inner()))?;
+    check_quick_reply(&state, tenant.id, &body, false)?;
+    let id = durable(state.ctx.store.allocate_id(IdKind::QuickReply)).await?;
+    let body = body.into_inner();
+    let reply = QuickReply { id, agent: body.agent, title: body.title, body: body.body };
+    durable(state.ctx.store.put_quick_reply(tenant.id, &reply)).await?;
+    state.ctx.directory.put_quick_reply(tenant.id, reply.clone());
+    Ok(HttpResponse::Created().json(reply))
+}
+
+pub(super) async fn list_quick_replies(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+    let tenant = Caller::for_tenant(&req, &state, TenantId(path.into_inner()))?;
+    Ok(HttpResponse::Ok().json(state.ctx.directory.quick_replies_for(tenant.id, None)))
+}
+
+/// Replaces a quick reply; an empty body deletes it.
+pub(super) async fn update_quick_reply(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    path: web::Path<(u64, u64)>,
+    body: web::Json<QuickReplyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, id) = path.into_inner();
+    let tenant = Caller::for_tenant(&req, &state, TenantId(tenant))?;
+    let existing = state.ctx.directory.quick_replies_for(tenant.id, None).into_iter().find(|q| q.id == id);
+    let Some(existing) = existing else { return Err(ApiError::NotFound(format!("quick reply {id}"))) };
+    check_quick_reply(&state, tenant.id, &body, true)?;
+    if body.agent != existing.agent {
+        // The key includes the owner: remove the old one first.
+        durable(state.ctx.store.put_quick_reply(tenant.id, &QuickReply { body: String::new(), ..existing.clone() })).await?;
+    }
+    let body = body.into_inner();
+    let reply = QuickReply { id, agent: body.agent, title: body.title, body: body.body };
+    durable(state.ctx.store.put_quick_reply(tenant.id, &reply)).await?;
+    state.ctx.directory.put_quick_reply(tenant.id, reply.clone());
+    Ok(HttpResponse::Ok().json(reply))
 }

@@ -18,7 +18,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use switchboard_protocol::auth::secret_digest;
-use switchboard_protocol::{AgentId, ConversationId, ConversationState, GroupId, TenantId, VisitorId};
+use switchboard_protocol::{AgentId, ConversationId, ConversationState, GroupId, QuickReply, TenantId, VisitorId};
 use switchboard_raft_store::store::{durable, IdKind};
 use switchboard_raft_store::{AgentRecord, AgentTokenRecord, BotRecord, ConversationLog, ConversationRecord, GroupRecord, BusinessHours, KnowledgeRecord, MenuItemRecord, Strategy, TenantRecord, VisitorProfileRecord,
     WebhookRecord};
@@ -145,6 +145,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/tenants/{tenant}/webhook", web::put().to(webhooks::put_webhook))
         .route("/v1/tenants/{tenant}/webhook", web::get().to(webhooks::get_webhook))
         .route("/v1/tenants/{tenant}/webhook/deliveries", web::get().to(webhooks::webhook_deliveries))
+        .route("/v1/tenants/{tenant}/quick-replies", web::post().to(bot::create_quick_reply))
+        .route("/v1/tenants/{tenant}/quick-replies", web::get().to(bot::list_quick_replies))
+        .route("/v1/tenants/{tenant}/quick-replies/{id}", web::put().to(bot::update_quick_reply))
         .route("/v1/tenants/{tenant}/bot", web::put().to(bot::put_bot))
         .route("/v1/tenants/{tenant}/bot", web::get().to(bot::get_bot))
         .route("/v1/tenants/{tenant}/knowledge", web::post().to(bot::create_knowledge))

@@ -3,7 +3,7 @@
 
 use dashmap::DashMap;
 use std::sync::Arc;
-use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, Participant, TenantId, VisitorId};
+use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, Participant, QuickReply, TenantId, VisitorId};
 use switchboard_raft_store::{
     AgentRecord, AgentTokenRecord, BotRecord, ConversationLog, ConversationRecord, GroupRecord, KnowledgeRecord, Store, StoreError, TenantRecord,
     VisitorProfileRecord, WebhookRecord,
@@ -50,6 +50,7 @@ pub struct Directory {
     knowledge: DashMap<(TenantId, u64), KnowledgeRecord>,
     profiles: DashMap<(TenantId, VisitorId), VisitorProfileRecord>,
     webhooks: DashMap<TenantId, WebhookRecord>,
+    quick_replies: DashMap<(TenantId, u64), QuickReply>,
     conversations: DashMap<ConversationId, ConversationEntry>,
     visitor_open: DashMap<(TenantId, VisitorId), ConversationId>,
 }
@@ -66,6 +67,9 @@ impl Directory {
         }
         for g in store.groups()? {
             dir.groups.insert((g.tenant, g.id), g);
+        }
+        for (tenant, q) in store.quick_replies()? {
+            dir.quick_replies.insert((tenant, q.id), q);
         }
         for w in store.webhooks()? {
             dir.webhooks.insert(w.tenant, w);
@@ -106,6 +110,9 @@ impl Directory {
         }
         for (k, v) in other.groups {
             self.groups.insert(k, v);
+        }
+        for (k, v) in other.quick_replies {
+            self.quick_replies.insert(k, v);
         }
         for (k, v) in other.webhooks {
             self.webhooks.insert(k, v);
@@ -184,6 +191,27 @@ impl Directory {
     pub fn groups_of(&self, tenant: TenantId) -> Vec<GroupRecord> {
         let mut v: Vec<_> = self.groups.iter().filter(|g| g.tenant == tenant).map(|g| g.clone()).collect();
         v.sort_by_key(|g| g.id);
+        v
+    }
+
+    /// Adds, replaces or (empty body) removes a quick reply.
+    pub fn put_quick_reply(&self, tenant: TenantId, q: QuickReply) {
+        if q.body.is_empty() {
+            self.quick_replies.remove(&(tenant, q.id));
+        } else {
+            self.quick_replies.insert((tenant, q.id), q);
+        }
+    }
+
+    /// Quick replies an agent may use (tenant-wide first), or all of the tenant's.
+    pub fn quick_replies_for(&self, tenant: TenantId, agent: Option<AgentId>) -> Vec<QuickReply> {
+        let mut v: Vec<QuickReply> = self
+            .quick_replies
+            .iter()
+            .filter(|e| e.key().0 == tenant && (agent.is_none() || e.agent.is_none() || e.agent == agent))
+            .map(|e| e.value().clone())
+            .collect();
+        v.sort_by_key(|q| (q.agent.is_some(), q.agent, q.id));
         v
     }
 

@@ -423,6 +423,16 @@ impl Pool {
         Ok(self.drain())
     }
 
+    /// Assigns a new conversation straight to `agent` (an agent's own invitation).
+    pub fn assign_direct(&mut self, conversation: ConversationId, agent: AgentId) -> Result<(), TakeError> {
+        if !self.seats.get(&agent).is_some_and(|s| s.has_room()) {
+            return Err(TakeError::NoRoom);
+        }
+        self.group_of.insert(conversation, DEFAULT_GROUP);
+        self.assign(conversation, DEFAULT_GROUP, agent);
+        Ok(())
+    }
+
     /// The group of a conversation the pool knows.
     pub fn group_of(&self, conversation: ConversationId) -> Option<GroupId> {
         self.group_of.get(&conversation).copied()

@@ -7,7 +7,7 @@ use super::{FromReader, SessionEvent};
 use crate::context::Ctx;
 use crate::metrics;
 use crate::routing::tenant_router::{
-    AddNote, AgentReplied, BotInput, BotTurn, CloseConversation, RateConversation, RequestRating, TakeConversation, Transfer,
+    AddNote, AgentReplied, BotInput, BotTurn, CloseConversation, Invite, RateConversation, RequestRating, TakeConversation, Transfer,
 };
 use crate::service::assignment::TakeError;
 use crate::routing::{ConnId, ConversationEntry, RouteError};
@@ -278,6 +278,30 @@ fn on_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ctx: &mut Context<
             }
             drop(core.ctx.store.put_profile(&profile));
             dir.set_profile(profile);
+        }
+        ClientFrame::ListQuickReplies => match core.me {
+            Participant::Agent(agent) => {
+                let replies = core.ctx.directory.quick_replies_for(core.tenant, Some(agent));
+                core.push(&ServerFrame::QuickReplies { replies });
+            }
+            _ => core.reject(ErrorCode::INVALID_REQUEST, "only agents have quick replies", None),
+        },
+        ClientFrame::Invite { visitor, body, client_msg_id } => {
+            let Participant::Agent(agent) = core.me else {
+                return core.reject(ErrorCode::INVALID_REQUEST, "only agents invite visitors", None);
+            };
+            if body.len() > core.ctx.config.max_message_len as usize {
+                return core.reject(ErrorCode::MESSAGE_TOO_LARGE, "the invitation is longer than the maximum message", Some(client_msg_id));
+            }
+            let router = core.ctx.routers.get(core.tenant, &core.ctx);
+            let invite = router.send(Invite { agent, visitor });
+            ctx.wait(invite.into_actor(act).map(move |res, act, ctx| match res.unwrap_or(Err(RouteError::Unavailable)) {
+                Ok(conversation) => append(act, conversation, SendMessage { client_msg_id, conversation: Some(conversation), body }, ctx),
+                Err(e) => {
+                    let code = route_error_code(&e);
+                    act.core().reject(code, e.to_string(), Some(client_msg_id));
+                }
+            }));
         }
         ClientFrame::Take { conversation } => {
             let Participant::Agent(agent) = core.me else {

@@ -547,3 +547,38 @@ async fn the_agent_sees_the_visitors_profile_trail_and_past_conversations() {
     let (_, before) = v.recv_until(|f| matches!(f, ServerFrame::Pong)).await;
     assert!(!before.iter().any(|f| matches!(f, ServerFrame::VisitorContext(_))));
 }
+
+#[tokio::test]
+async fn agents_list_their_quick_replies_and_invite_an_online_visitor() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    let (a1, tok1) = create_agent(&node, t.id, 5);
+    let (a2, _) = create_agent(&node, t.id, 5);
+    let qr = |body: serde_json::Value| admin_post(&node, &format!("/v1/tenants/{}/quick-replies", t.id.0), body);
+    qr(serde_json::json!({"title": "greeting", "body": "Hello! How can I help?"}));
+    qr(serde_json::json!({"title": "mine", "body": "Ann here.", "agent": a1.0}));
+    qr(serde_json::json!({"title": "theirs", "body": "Bob here.", "agent": a2.0}));
+    let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token: tok1 }, vec![]).await;
+    agent.send(&ClientFrame::ListQuickReplies).await;
+    let (f, _) = agent.recv_until(|f| matches!(f, ServerFrame::QuickReplies { .. })).await;
+    let ServerFrame::QuickReplies { replies } = f else { unreachable!() };
+    assert_eq!(replies.iter().map(|r| r.title.as_str()).collect::<Vec<_>>(), vec!["greeting", "mine"], "the tenant's, then its own; not another agent's");
+
+    // An online visitor with no conversation is invited.
+    let (mut v, w) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let Participant::Visitor(visitor) = w.identity else { panic!() };
+    agent.send(&ClientFrame::Invite { visitor, body: "Need help choosing a plan?".into(), client_msg_id: 1 }).await;
+    let (f, _) = agent.recv_until(|f| matches!(f, ServerFrame::Accepted { client_msg_id: 1, .. } | ServerFrame::Error(_))).await;
+    let ServerFrame::Accepted { conversation, seq, .. } = f else { panic!("{f:?}") };
+    assert_eq!(seq, 1);
+    let (f, _) = v.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.conversation == conversation)).await;
+    assert!(matches!(f, ServerFrame::Conversation(u) if u.agent == Some(a1)));
+    assert_eq!(v.messages(conversation, 1).await[0].body, "Need help choosing a plan?");
+    assert_eq!(v.send_accepted(1, None, "yes please").await, (conversation, 2), "the visitor answers in it");
+    // Not twice, and not an offline visitor.
+    agent.send(&ClientFrame::Invite { visitor, body: "again".into(), client_msg_id: 2 }).await;
+    assert_error(&agent.recv_until(|f| matches!(f, ServerFrame::Error(_))).await.0, ErrorCode::INVALID_REQUEST);
+    agent.send(&ClientFrame::Invite { visitor: VisitorId(999_999), body: "hi".into(), client_msg_id: 3 }).await;
+    assert_error(&agent.recv_until(|f| matches!(f, ServerFrame::Error(_))).await.0, ErrorCode::INVALID_REQUEST);
+}

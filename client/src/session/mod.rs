@@ -107,6 +107,8 @@ pub enum Event {
     },
     /// A conversation of this identity was opened, queued, assigned or closed.
     Conversation(ConversationUpdate),
+    /// The agent's quick replies.
+    QuickReplies(Vec<switchboard_protocol::QuickReply>),
     /// Who the visitor of a conversation is (agents only).
     VisitorContext(switchboard_protocol::VisitorContext),
     /// Internal notes of a conversation (agents only).

@@ -265,6 +265,7 @@ impl SessionState {
             ServerFrame::RatingRequested { conversation } => out.push(Output::Event(Event::RatingRequested { conversation })),
             ServerFrame::Notes { conversation, notes } => out.push(Output::Event(Event::Notes { conversation, notes })),
             ServerFrame::VisitorContext(context) => out.push(Output::Event(Event::VisitorContext(context))),
+            ServerFrame::QuickReplies { replies } => out.push(Output::Event(Event::QuickReplies(replies))),
             ServerFrame::QueueStatus { conversation, position, estimated_wait_secs } => {
                 out.push(Output::Event(Event::Queue { conversation, position, estimated_wait_secs }));
             }

@@ -277,7 +277,7 @@ impl Party {
                 }
             }
             Event::Closed { .. } => return false,
-            Event::History { .. } | Event::Gap { .. } | Event::Queue { .. } | Event::RatingRequested { .. } | Event::Notes { .. } | Event::VisitorContext(_) => {}
+            Event::History { .. } | Event::Gap { .. } | Event::Queue { .. } | Event::RatingRequested { .. } | Event::Notes { .. } | Event::VisitorContext(_) | Event::QuickReplies(_) => {}
         }
         true
     }

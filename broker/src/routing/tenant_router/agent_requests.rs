@@ -238,3 +238,50 @@ impl Handler<Transfer> for TenantRouter {
         }
     }
 }
+
+/// Sent by an `AgentSeat`: its agent invites an online visitor into a conversation.
+#[derive(Message, Debug)]
+#[rtype(result = "Result<ConversationId, RouteError>")]
+pub struct Invite {
+    /// The agent.
+    pub agent: AgentId,
+    /// The visitor.
+    pub visitor: VisitorId,
+}
+
+impl Handler<Invite> for TenantRouter {
+    type Result = ResponseActFuture<Self, Result<ConversationId, RouteError>>;
+
+    fn handle(&mut self, msg: Invite, ctx: &mut Context<Self>) -> Self::Result {
+        let refuse = |reason: &str| -> Self::Result { Box::pin(fut::ready(Err(RouteError::Transfer { reason: reason.into() }))) };
+        if self.open_by_visitor.contains_key(&msg.visitor) {
+            return refuse("the visitor already has an open conversation");
+        }
+        let mut online = false;
+        self.ctx.registry.for_each(self.tenant, Participant::Visitor(msg.visitor), |_, _| online = true);
+        if !online {
+            return refuse("the visitor is not online");
+        }
+        let id = self.ctx.store.next_conversation_id();
+        if let Err(e) = self.pool.assign_direct(id, msg.agent) {
+            return refuse(&e.to_string());
+        }
+        let now = now_ms();
+        let rec = ConversationRecord {
+            id,
+            tenant: self.tenant,
+            visitor: msg.visitor,
+            agent: Some(msg.agent),
+            group: DEFAULT_GROUP,
+            state: ConversationState::Assigned,
+            queue_ticket: 0,
+            created_at_ms: now,
+            queued_at_ms: None,
+            assigned_at_ms: Some(now),
+            first_agent_reply_at_ms: None,
+            closed_at_ms: None,
+        };
+        let written = self.persist(rec, &["conversation.created", "conversation.assigned"], ctx);
+        Box::pin(async move { written.await.unwrap_or(Err(RouteError::Unavailable)).map(|_| id) }.into_actor(self))
+    }
+}
