@@ -97,6 +97,29 @@ pub enum ClientFrame {
         /// The agent's id for that message.
         client_msg_id: u64,
     },
+    /// 16. An agent sets its presence: `Online` takes new chats; `Busy` and `Away` keep
+    /// their chats but get no new ones. Each new login starts `Online`.
+    SetPresence {
+        /// The presence.
+        presence: Presence,
+    },
+    /// 17. A visitor opens a conversation in a skill group (its app's entry point),
+    /// before writing; answered with `Conversation`.
+    OpenIn {
+        /// The group.
+        group: GroupId,
+    },
+}
+
+/// An agent's presence (offline is having no connection).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Presence {
+    /// 0. Takes new chats.
+    Online,
+    /// 1. Keeps its chats, takes no new ones.
+    Busy,
+    /// 2. Keeps its chats, takes no new ones.
+    Away,
 }
 
 /// A canned answer an agent can insert.

@@ -50,11 +50,13 @@ struct Seat {
     /// Bumped each time the seat goes offline, so a grace timer can tell whether the
     /// absence it was started for is still the current one.
     offline_epoch: u64,
+    /// Set busy or away by the agent: keeps its chats, takes no new ones.
+    unavailable: bool,
 }
 
 impl Seat {
     fn has_room(&self) -> bool {
-        self.connections > 0 && (self.active.len() as u64) < self.capacity as u64
+        self.connections > 0 && !self.unavailable && (self.active.len() as u64) < self.capacity as u64
     }
 }
 
@@ -190,7 +192,19 @@ impl Pool {
 
     /// One more connection of `agent`; an agent with any connection is online.
     pub fn connect(&mut self, agent: AgentId) -> Vec<Assignment> {
-        self.seats.entry(agent).or_default().connections += 1;
+        let seat = self.seats.entry(agent).or_default();
+        if seat.connections == 0 {
+            seat.unavailable = false; // a new login starts online
+        }
+        seat.connections += 1;
+        self.drain()
+    }
+
+    /// The agent says whether it takes new chats (online) or not (busy, away).
+    pub fn set_available(&mut self, agent: AgentId, available: bool) -> Vec<Assignment> {
+        if let Some(seat) = self.seats.get_mut(&agent) {
+            seat.unavailable = !available;
+        }
         self.drain()
     }
 

@@ -260,3 +260,15 @@ fn cap_holds_for_any_interleaving_of_operations() {
         }
     }
 }
+
+#[test]
+fn a_busy_agent_keeps_its_chats_and_gets_no_new_ones_until_online() {
+    let mut p = pool(&[(1, 5), (2, 5)]);
+    p.place(ConversationId(1), G, 1); // agent 1
+    p.set_available(AgentId(1), false);
+    assert_eq!(p.place(ConversationId(2), G, 2), Placement::Assigned(AgentId(2)));
+    p.set_available(AgentId(2), false);
+    assert_eq!(p.place(ConversationId(3), G, 3), Placement::Queued { position: 1 });
+    assert_eq!(p.assigned_to(AgentId(1)), vec![ConversationId(1)], "chats stay");
+    assert_eq!(p.set_available(AgentId(1), true), vec![Assignment { conversation: ConversationId(3), agent: AgentId(1) }]);
+}

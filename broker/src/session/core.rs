@@ -7,7 +7,8 @@ use super::{FromReader, SessionEvent};
 use crate::context::Ctx;
 use crate::metrics;
 use crate::routing::tenant_router::{
-    AddNote, AgentReplied, BotInput, BotTurn, CloseConversation, Invite, RateConversation, RequestRating, TakeConversation, Transfer,
+    AddNote, AgentReplied, BotInput, BotTurn, CloseConversation, Invite, OpenConversation, PresenceChanged, RateConversation, RequestRating,
+    TakeConversation, Transfer,
 };
 use crate::service::assignment::TakeError;
 use crate::routing::{ConnId, ConversationEntry, RouteError};
@@ -279,6 +280,36 @@ fn on_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ctx: &mut Context<
             drop(core.ctx.store.put_profile(&profile));
             dir.set_profile(profile);
         }
+        ClientFrame::SetPresence { presence } => match core.me {
+            Participant::Agent(agent) => {
+                let available = presence == switchboard_protocol::Presence::Online;
+                core.ctx.routers.get(core.tenant, &core.ctx).do_send(PresenceChanged { agent, available });
+            }
+            _ => core.reject(ErrorCode::INVALID_REQUEST, "only agents have a presence", None),
+        },
+        ClientFrame::OpenIn { group } => match core.me {
+            Participant::Visitor(visitor) => {
+                if let Some(open) = core.ctx.directory.open_conversation_of(core.tenant, visitor) {
+                    return core.reject(ErrorCode::INVALID_REQUEST, format!("conversation {open} is already open"), None);
+                }
+                let router = core.ctx.routers.get(core.tenant, &core.ctx);
+                let open = router.send(OpenConversation { visitor, group: Some(group) });
+                ctx.wait(open.into_actor(act).map(move |res, act, ctx| {
+                    match res.unwrap_or(Err(RouteError::Unavailable)) {
+                        Ok(conversation) => {
+                            let core = act.core();
+                            core.subs.subscribe(conversation, 0, 0);
+                        }
+                        Err(e) => {
+                            let code = route_error_code(&e);
+                            act.core().reject(code, e.to_string(), None);
+                        }
+                    }
+                    stop_if_closing(act, ctx);
+                }));
+            }
+            _ => core.reject(ErrorCode::INVALID_REQUEST, "only visitors open conversations", None),
+        },
         ClientFrame::ListQuickReplies => match core.me {
             Participant::Agent(agent) => {
                 let replies = core.ctx.directory.quick_replies_for(core.tenant, Some(agent));

@@ -582,3 +582,36 @@ async fn agents_list_their_quick_replies_and_invite_an_online_visitor() {
     agent.send(&ClientFrame::Invite { visitor: VisitorId(999_999), body: "hi".into(), client_msg_id: 3 }).await;
     assert_error(&agent.recv_until(|f| matches!(f, ServerFrame::Error(_))).await.0, ErrorCode::INVALID_REQUEST);
 }
+
+#[tokio::test]
+async fn a_busy_agent_gets_no_new_chats_and_a_visitor_can_enter_by_a_groups_entry_point() {
+    use switchboard_protocol::Presence;
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), &[]);
+    let t = create_tenant(&node, "acme");
+    let (a1, tok1) = create_agent(&node, t.id, 5);
+    let g = admin_post(&node, &format!("/v1/tenants/{}/groups", t.id.0), serde_json::json!({"name": "billing", "members": [a1.0]}));
+    let billing = GroupId(g["id"].as_u64().unwrap());
+    let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token: tok1 }, vec![]).await;
+    agent.send(&ClientFrame::SetPresence { presence: Presence::Busy }).await;
+    let (mut v1, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    let (c1, _) = v1.send_accepted(1, None, "hello").await;
+    v1.recv_until(|f| matches!(f, ServerFrame::QueueStatus { conversation, .. } if *conversation == c1)).await;
+    agent.send(&ClientFrame::SetPresence { presence: Presence::Online }).await;
+    assert_eq!(assigned(&mut agent).await, c1, "online again: the waiting chat comes");
+
+    // The app's billing page opens a conversation in the billing group before writing.
+    let (mut v2, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    v2.send(&ClientFrame::OpenIn { group: billing }).await;
+    let (f, _) = v2.recv_until(|f| matches!(f, ServerFrame::Conversation(_))).await;
+    let ServerFrame::Conversation(u) = f else { unreachable!() };
+    assert_eq!(v2.send_accepted(1, None, "about my invoice").await, (u.conversation, 1), "the message goes into it");
+    let list: serde_json::Value = ureq::get(&node.url(&format!("/v1/tenants/{}/conversations", t.id.0)))
+        .set("authorization", &format!("Bearer {}", t.api_key))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let rec = list.as_array().unwrap().iter().find(|r| r["id"] == u.conversation.0).unwrap().clone();
+    assert_eq!(rec["group"], billing.0);
+}

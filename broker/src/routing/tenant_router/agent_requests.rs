@@ -285,3 +285,22 @@ impl Handler<Invite> for TenantRouter {
         Box::pin(async move { written.await.unwrap_or(Err(RouteError::Unavailable)).map(|_| id) }.into_actor(self))
     }
 }
+
+/// Sent by an `AgentSeat`: its agent's presence changed.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct PresenceChanged {
+    /// The agent.
+    pub agent: AgentId,
+    /// Online (takes new chats) or not.
+    pub available: bool,
+}
+
+impl Handler<PresenceChanged> for TenantRouter {
+    type Result = ();
+
+    fn handle(&mut self, msg: PresenceChanged, ctx: &mut Context<Self>) {
+        let drained = self.pool.set_available(msg.agent, msg.available);
+        self.apply(drained, ctx);
+    }
+}

@@ -8,7 +8,9 @@
 mod agent_requests;
 mod bot;
 mod timers;
-pub use agent_requests::{AddNote, AgentReplied, GroupChanged, Invite, RateConversation, RequestRating, TakeConversation, Transfer};
+pub use agent_requests::{
+    AddNote, AgentReplied, GroupChanged, Invite, PresenceChanged, RateConversation, RequestRating, TakeConversation, Transfer,
+};
 pub use bot::{BotChanged, BotInput, BotTurn};
 use bot::knowledge_base;
 use crate::context::{now_ms, Ctx};
