@@ -382,7 +382,7 @@ pub fn route_error_code(e: &RouteError) -> ErrorCode {
         RouteError::Storage { .. } => ErrorCode::STORAGE_UNAVAILABLE,
         RouteError::Unavailable => ErrorCode::SHUTTING_DOWN,
         RouteError::QueueFull => ErrorCode::QUEUE_FULL,
-        RouteError::Transfer { .. } => ErrorCode::INVALID_REQUEST,
+        RouteError::Refused { .. } => ErrorCode::INVALID_REQUEST,
     }
 }
 

@@ -568,6 +568,9 @@ async fn agents_list_their_quick_replies_and_invite_an_online_visitor() {
     // An online visitor with no conversation is invited.
     let (mut v, w) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
     let Participant::Visitor(visitor) = w.identity else { panic!() };
+    // Welcome comes before the session registers; a Pong proves it is online.
+    v.send(&ClientFrame::Ping).await;
+    v.recv_until(|f| matches!(f, ServerFrame::Pong)).await;
     agent.send(&ClientFrame::Invite { visitor, body: "Need help choosing a plan?".into(), client_msg_id: 1 }).await;
     let (f, _) = agent.recv_until(|f| matches!(f, ServerFrame::Accepted { client_msg_id: 1, .. } | ServerFrame::Error(_))).await;
     let ServerFrame::Accepted { conversation, seq, .. } = f else { panic!("{f:?}") };

@@ -234,7 +234,7 @@ impl Handler<Transfer> for TenantRouter {
                 self.apply(drained, ctx);
                 Box::pin(async move { written.await.unwrap_or(Err(RouteError::Unavailable)) }.into_actor(self))
             }
-            Err(e) => Box::pin(fut::ready(Err(RouteError::Transfer { reason: e.to_string() }))),
+            Err(e) => Box::pin(fut::ready(Err(RouteError::Refused { reason: format!("cannot transfer: {e}") }))),
         }
     }
 }
@@ -253,7 +253,7 @@ impl Handler<Invite> for TenantRouter {
     type Result = ResponseActFuture<Self, Result<ConversationId, RouteError>>;
 
     fn handle(&mut self, msg: Invite, ctx: &mut Context<Self>) -> Self::Result {
-        let refuse = |reason: &str| -> Self::Result { Box::pin(fut::ready(Err(RouteError::Transfer { reason: reason.into() }))) };
+        let refuse = |reason: &str| -> Self::Result { Box::pin(fut::ready(Err(RouteError::Refused { reason: reason.into() }))) };
         if self.open_by_visitor.contains_key(&msg.visitor) {
             return refuse("the visitor already has an open conversation");
         }

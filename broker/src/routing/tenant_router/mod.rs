@@ -55,9 +55,10 @@ pub enum RouteError {
     /// The router is gone (node shutting down).
     #[error("router unavailable")]
     Unavailable,
-    /// A transfer could not happen (target unknown, offline or full).
-    #[error("cannot transfer: {reason}")]
-    Transfer {
+    /// The request cannot be done now (a transfer target unknown, offline or full; an
+    /// invitation to a visitor who is offline or already chatting).
+    #[error("{reason}")]
+    Refused {
         /// Why.
         reason: String,
     },
