@@ -8,6 +8,7 @@ pub mod core;
 pub mod login;
 pub mod outbound;
 pub mod subscriptions;
+mod tools;
 pub mod visitor;
 
 pub use agent::AgentSeat;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod agent_tools;
 mod bad_input;
 mod bot;
 mod chat;
