@@ -90,6 +90,13 @@ fn describe() {
     describe_counter!(store::COMMIT_ERRORS, "Group-commit batches that failed.");
 }
 
+/// Sets the conversation gauges from the directory (walks it: call periodically).
+pub fn set_conversation_gauges(directory: &crate::routing::Directory) {
+    let (queued, assigned) = directory.counts();
+    ::metrics::gauge!(CONVERSATIONS_QUEUED).set(queued as f64);
+    ::metrics::gauge!(CONVERSATIONS_ACTIVE).set((queued + assigned) as f64);
+}
+
 /// The exporter's text plus process figures read from /proc.
 pub fn render(handle: &PrometheusHandle) -> String {
     let mut out = handle.render();

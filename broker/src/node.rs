@@ -98,9 +98,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let router_arbiter = actix::Arbiter::new();
     let routers = Routers::new(router_arbiter.handle());
     let ctx: Ctx = Arc::new(NodeContext::new(config.clone(), store, directory, registry, routers));
-    let (queued, assigned) = ctx.directory.counts();
-    ::metrics::gauge!(crate::metrics::CONVERSATIONS_QUEUED).set(queued as f64);
-    ::metrics::gauge!(crate::metrics::CONVERSATIONS_ACTIVE).set((queued + assigned) as f64);
+    crate::metrics::set_conversation_gauges(&ctx.directory);
 
     let mut arbiters: Vec<actix::Arbiter> = (0..config.worker_count()).map(|_| actix::Arbiter::new()).collect();
     let workers = Arc::new(Workers::new(arbiters.iter().map(|a| a.handle()).collect()));
@@ -141,12 +139,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     actix_rt::spawn(tcp::accept_loop(tcp_listener, ctx.clone(), workers.clone(), stop_rx.clone()));
     actix_rt::spawn(quic::accept_loop(quic_endpoint, ctx.clone(), workers.clone(), stop_rx.clone()));
     let upkeep = metrics.clone();
+    let upkeep_ctx = ctx.clone();
     let mut upkeep_stop = stop_rx;
     actix_rt::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
-                _ = tick.tick() => upkeep.run_upkeep(),
+                _ = tick.tick() => {
+                    // Counting conversations walks the directory: here, every few
+                    // seconds, not on every record write.
+                    crate::metrics::set_conversation_gauges(&upkeep_ctx.directory);
+                    upkeep.run_upkeep();
+                }
                 _ = upkeep_stop.wait_for(|s| *s) => break,
             }
         }

@@ -197,11 +197,6 @@ impl TenantRouter {
         TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, open_by_visitor, recently_closed: HashMap::new(), last_agent: HashMap::new(), hours_generation: HashMap::new(), queue_sent: HashMap::new(), handling: HandlingTime::default(), writes: BTreeMap::new(), next_write: 0 }
     }
 
-    fn update_gauges(&self) {
-        let (queued, assigned) = self.ctx.directory.counts();
-        ::metrics::gauge!(metrics::CONVERSATIONS_QUEUED).set(queued as f64);
-        ::metrics::gauge!(metrics::CONVERSATIONS_ACTIVE).set((queued + assigned) as f64);
-    }
 
     /// Mirrors `rec` in the directory now, writes it, and tells its participants once
     /// durable. Notifications are released strictly in the order of `persist` calls
@@ -262,7 +257,6 @@ impl TenantRouter {
                 // the directory, so nobody acts on a change before it is announced.
                 let last_seq = self.ctx.directory.conversation(done.rec.id).map(|e| e.last_seq).unwrap_or(0);
                 self.ctx.directory.put_conversation(&done.rec, last_seq);
-                self.update_gauges();
                 if done.announce {
                     self.notify(&done.rec, last_seq);
                     if let Some(previous) = done.previous {
