@@ -6,9 +6,7 @@ use switchboard_protocol::*;
 
 #[tokio::test]
 async fn visitors_rate_conversations_and_the_agent_figures_show_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     let (agent_id, token) = create_agent(&node, t.id, 5);
     let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
     let mut scores = Vec::new();
@@ -47,9 +45,7 @@ async fn visitors_rate_conversations_and_the_agent_figures_show_it() {
 #[tokio::test]
 async fn an_agent_transfers_a_chat_with_a_note_the_visitor_never_sees() {
     use switchboard_protocol::TransferTarget;
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     let (a1, tok1) = create_agent(&node, t.id, 3);
     let (a2, tok2) = create_agent(&node, t.id, 3);
     let (a3, tok3) = create_agent(&node, t.id, 3);
@@ -99,9 +95,7 @@ async fn an_agent_transfers_a_chat_with_a_note_the_visitor_never_sees() {
 #[tokio::test]
 async fn the_agent_sees_the_visitors_profile_trail_and_past_conversations() {
     use switchboard_protocol::PageView;
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &["--reopen-window-secs", "0"]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&["--reopen-window-secs", "0"]);
     let (_, token) = create_agent(&node, t.id, 5);
     let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
     let auth = Auth::Verified { tenant: t.id, user_id: "u-7".into(), signature: switchboard_protocol::auth::sign_user_id(t.secret.as_bytes(), "u-7").to_vec() };
@@ -132,9 +126,7 @@ async fn the_agent_sees_the_visitors_profile_trail_and_past_conversations() {
 
 #[tokio::test]
 async fn agents_list_their_quick_replies_and_invite_an_online_visitor() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     let (a1, tok1) = create_agent(&node, t.id, 5);
     let (a2, _) = create_agent(&node, t.id, 5);
     let qr = |body: serde_json::Value| admin_post(&node, &format!("/v1/tenants/{}/quick-replies", t.id.0), body);
@@ -171,9 +163,7 @@ async fn agents_list_their_quick_replies_and_invite_an_online_visitor() {
 #[tokio::test]
 async fn a_busy_agent_gets_no_new_chats_and_a_visitor_can_enter_by_a_groups_entry_point() {
     use switchboard_protocol::Presence;
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     let (a1, tok1) = create_agent(&node, t.id, 5);
     let g = admin_post(&node, &format!("/v1/tenants/{}/groups", t.id.0), serde_json::json!({"name": "billing", "members": [a1.0]}));
     let billing = GroupId(g["id"].as_u64().unwrap());

@@ -16,9 +16,7 @@ async fn bot_says(v: &mut Raw, conv: ConversationId, needle: &str) -> String {
 
 #[tokio::test]
 async fn the_bot_routes_by_menu_answers_paraphrases_in_two_languages_and_hands_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     let (billing_agent, billing_token) = create_agent(&node, t.id, 5);
     let (_, other_token) = create_agent(&node, t.id, 5);
     let g = admin_post(&node, &format!("/v1/tenants/{}/groups", t.id.0), json!({"name": "Billing", "members": [billing_agent.0]}));

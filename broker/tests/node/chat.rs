@@ -6,9 +6,7 @@ use switchboard_protocol::*;
 
 #[tokio::test]
 async fn visitor_and_agent_chat_both_ways_over_tcp() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     let (agent_id, token) = create_agent(&node, t.id, 5);
     let (mut agent, aw) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
     assert_eq!(aw.identity, Participant::Agent(agent_id));
@@ -31,9 +29,7 @@ async fn visitor_and_agent_chat_both_ways_over_tcp() {
 
 #[tokio::test]
 async fn reconnect_with_a_cursor_gets_exactly_the_missed_messages_and_resends_keep_their_seq() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     let (_, token) = create_agent(&node, t.id, 5);
     let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token: token.clone() }, vec![]).await;
     let (mut visitor, vw) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
@@ -80,9 +76,7 @@ async fn reconnect_with_a_cursor_gets_exactly_the_missed_messages_and_resends_ke
 
 #[tokio::test]
 async fn both_devices_of_a_visitor_receive_the_conversation() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     let (_, token) = create_agent(&node, t.id, 5);
     let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
     let auth = Auth::Verified { tenant: t.id, user_id: "user-42".into(), signature: sign_user_id(t.secret.as_bytes(), "user-42").to_vec() };
@@ -106,9 +100,7 @@ async fn both_devices_of_a_visitor_receive_the_conversation() {
 
 #[tokio::test]
 async fn an_agent_back_within_the_grace_period_keeps_its_chats_and_one_away_longer_loses_them_first_in_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &["--agent-grace-secs", "1"]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&["--agent-grace-secs", "1"]);
     let (a1, a1_token) = create_agent(&node, t.id, 1);
     let (mut agent1, _) = Raw::login(node.tcp, Auth::Agent { token: a1_token.clone() }, vec![]).await;
     let (mut v1, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
@@ -145,9 +137,7 @@ async fn an_agent_back_within_the_grace_period_keeps_its_chats_and_one_away_long
 #[tokio::test]
 async fn a_visitor_over_tcp_and_an_agent_over_quic_chat_both_ways() {
     use switchboard_client::{connect_and_login, hello, ConnectOptions};
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     let (agent_id, token) = create_agent(&node, t.id, 5);
 
     // The agent's console speaks QUIC, pinning the node's self-signed certificate.

@@ -6,9 +6,7 @@ use switchboard_protocol::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_chats_never_exceed_a_cap_of_three_and_the_queue_drains() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     const VISITORS: usize = 200;
     const CAP: usize = 3;
 
@@ -93,9 +91,7 @@ async fn two_hundred_concurrent_chats_never_exceed_a_cap_of_three_and_the_queue_
 
 #[tokio::test]
 async fn agent_figures_match_values_computed_from_the_message_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     let (agent_id, token) = create_agent(&node, t.id, 5);
     let get = |path: String| -> serde_json::Value {
         ureq::get(&node.url(&path)).set("authorization", &format!("Bearer {}", t.api_key)).call().unwrap().into_json().unwrap()
@@ -145,9 +141,7 @@ fn put(node: &Node, t: &Tenant, path: String, body: serde_json::Value) -> serde_
 
 #[tokio::test]
 async fn two_agents_taking_the_same_chat_from_a_manual_queue_exactly_one_wins() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     put(&node, &t, format!("/v1/tenants/{}/groups/0", t.id.0), serde_json::json!({"strategy": "manual"}));
     let (a1, tok1) = create_agent(&node, t.id, 3);
     let (a2, tok2) = create_agent(&node, t.id, 3);
@@ -183,9 +177,7 @@ async fn two_agents_taking_the_same_chat_from_a_manual_queue_exactly_one_wins() 
 
 #[tokio::test]
 async fn a_vip_waits_ahead_of_visitors_who_came_earlier() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     let (_, token) = create_agent(&node, t.id, 1);
     let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
     let (mut first, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
@@ -204,9 +196,7 @@ async fn a_vip_waits_ahead_of_visitors_who_came_earlier() {
 
 #[tokio::test]
 async fn a_chat_the_agent_does_not_answer_in_time_moves_to_another_agent() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     put(&node, &t, format!("/v1/tenants/{}/groups/0", t.id.0), serde_json::json!({"auto_transfer_secs": 1}));
     let (a1, tok1) = create_agent(&node, t.id, 3);
     let (a2, tok2) = create_agent(&node, t.id, 3);
@@ -232,9 +222,7 @@ async fn a_chat_the_agent_does_not_answer_in_time_moves_to_another_agent() {
 
 #[tokio::test]
 async fn waiting_visitors_are_told_their_position_as_it_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     let (_, token) = create_agent(&node, t.id, 1);
     let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
     let (mut v1, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
@@ -258,9 +246,7 @@ async fn waiting_visitors_are_told_their_position_as_it_changes() {
 
 #[tokio::test]
 async fn a_full_queue_overflows_to_another_group_by_length_and_by_wait_and_then_refuses() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     let (sales_agent, sales_token) = create_agent(&node, t.id, 1);
     let (backup_agent, backup_token) = create_agent(&node, t.id, 1);
     let backup = admin_post(&node, &format!("/v1/tenants/{}/groups", t.id.0), serde_json::json!({"name": "backup", "members": [backup_agent.0]}));
@@ -320,9 +306,7 @@ async fn a_full_queue_overflows_to_another_group_by_length_and_by_wait_and_then_
 
 #[tokio::test]
 async fn outside_business_hours_chats_wait_as_messages_and_are_served_when_the_group_opens() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &[]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&[]);
     // No open interval at all: closed now, whatever the time.
     let g = put(&node, &t, format!("/v1/tenants/{}/groups/0", t.id.0), serde_json::json!({"hours": {"utc_offset_minutes": 480, "days": []}}));
     assert_eq!(g["hours"]["utc_offset_minutes"], 480);
@@ -346,10 +330,8 @@ async fn outside_business_hours_chats_wait_as_messages_and_are_served_when_the_g
 
 #[tokio::test]
 async fn a_returning_visitor_goes_back_to_their_agent_and_waits_a_while_if_that_agent_is_busy() {
-    let dir = tempfile::tempdir().unwrap();
     // Returning right after a close would reopen the same conversation: turn that off.
-    let node = Node::start(dir.path(), &["--reopen-window-secs", "0"]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&["--reopen-window-secs", "0"]);
     put(&node, &t, format!("/v1/tenants/{}/groups/0", t.id.0), serde_json::json!({"sticky_wait_secs": 2}));
     let (a1, tok1) = create_agent(&node, t.id, 2);
     let (a2, tok2) = create_agent(&node, t.id, 2);
@@ -400,9 +382,7 @@ async fn a_returning_visitor_goes_back_to_their_agent_and_waits_a_while_if_that_
 
 #[tokio::test]
 async fn an_idle_conversation_closes_and_the_visitor_writing_again_soon_reopens_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &["--auto-close-secs", "1"]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&["--auto-close-secs", "1"]);
     let (agent_id, token) = create_agent(&node, t.id, 5);
     let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token }, vec![]).await;
     let (mut v, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;

@@ -16,9 +16,7 @@ fn slow_consumer_count(node: &Node) -> u64 {
 
 #[tokio::test]
 async fn a_client_that_never_reads_is_disconnected_and_later_gets_everything() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &["--outbound-queue-bytes", "262144"]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&["--outbound-queue-bytes", "262144"]);
     let (_, token) = create_agent(&node, t.id, 5);
     // The agent logs in, learns its conversation, then stops reading.
     let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token: token.clone() }, vec![]).await;

@@ -153,6 +153,15 @@ pub struct Tenant {
     pub secret: String,
 }
 
+/// A fresh node in a temp dir (kept while the returned `TempDir` lives) with one
+/// tenant, "acme".
+pub fn node_with_tenant(args: &[&str]) -> (tempfile::TempDir, Node, Tenant) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), args);
+    let tenant = create_tenant(&node, "acme");
+    (dir, node, tenant)
+}
+
 pub fn admin_post(node: &Node, path: &str, body: Value) -> Value {
     ureq::post(&node.url(path))
         .set("authorization", &format!("Bearer {}", node.admin_token))

@@ -136,9 +136,7 @@ async fn every_event_reaches_a_flaky_receiver_exactly_once_across_a_restart() {
 
 #[tokio::test]
 async fn a_push_is_requested_for_an_unread_message_and_not_for_a_read_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), &["--push-after-secs", "1", "--webhook-retry-base-ms", "50"]);
-    let t = create_tenant(&node, "acme");
+    let (_dir, node, t) = node_with_tenant(&["--push-after-secs", "1", "--webhook-retry-base-ms", "50"]);
     let receiver = Receiver::start(&t.secret, 0);
     configure(&node, &t, json!({"url": receiver.url}));
     let (_, token) = create_agent(&node, t.id, 5);
