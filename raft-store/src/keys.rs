@@ -15,8 +15,16 @@ pub const CF_CONVERSATIONS: &str = "conversations";
 pub const CF_DIRECTORY: &str = "directory";
 /// Column family of the webhook outbox: pending events, then delivered ones.
 pub const CF_OUTBOX: &str = "outbox";
+/// Column family of raft log entries, every group's under its group id.
+pub const CF_RAFT_LOG: &str = "raft_log";
+/// Column family of raft votes, purge points, snapshots and applied positions.
+pub const CF_RAFT_META: &str = "raft_meta";
+/// Column family of raft state machines, every group's under its group id.
+pub const CF_RAFT_STATE: &str = "raft_state";
+/// The raft column families.
+pub const RAFT_CFS: [&str; 3] = [CF_RAFT_LOG, CF_RAFT_META, CF_RAFT_STATE];
 /// Every column family, in creation order.
-pub const ALL_CFS: [&str; 6] = [CF_MESSAGES, CF_IDEMPOTENCY, CF_CURSORS, CF_CONVERSATIONS, CF_DIRECTORY, CF_OUTBOX];
+pub const ALL_CFS: [&str; 9] = [CF_MESSAGES, CF_IDEMPOTENCY, CF_CURSORS, CF_CONVERSATIONS, CF_DIRECTORY, CF_OUTBOX, CF_RAFT_LOG, CF_RAFT_META, CF_RAFT_STATE];
 
 /// `outbox` key: 0 for pending, 1 for delivered, then the event id.
 pub fn outbox_key(delivered: bool, id: u64) -> [u8; 9] {
@@ -61,7 +69,7 @@ pub fn parse_message_key(key: &[u8]) -> Option<(ConversationId, u64)> {
     (key.len() == 16).then_some((ConversationId(conv), seq))
 }
 
-fn participant_bytes(p: Participant) -> [u8; 9] {
+pub(crate) fn participant_bytes(p: Participant) -> [u8; 9] {
     let (kind, id) = match p {
         Participant::Visitor(VisitorId(v)) => (1u8, v),
         Participant::Agent(AgentId(a)) => (2u8, a),

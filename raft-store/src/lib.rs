@@ -23,6 +23,7 @@
 pub mod error;
 pub mod keys;
 pub mod log;
+pub mod raft;
 pub mod records;
 pub mod store;
 mod writer;
@@ -44,4 +45,8 @@ pub mod metric_names {
     pub const COMMIT_SECONDS: &str = "switchboard_store_commit_seconds";
     /// Counter: batches that failed to write.
     pub const COMMIT_ERRORS: &str = "switchboard_store_commit_errors_total";
+    /// Histogram: seconds spent fsyncing the WAL for raft log appends.
+    pub const RAFT_SYNC_SECONDS: &str = "switchboard_raft_log_sync_seconds";
+    /// Histogram: raft log appends (of any group) made durable by one fsync.
+    pub const RAFT_SYNC_APPENDS: &str = "switchboard_raft_log_sync_appends";
 }

@@ -83,6 +83,17 @@ pub async fn durable<T>(rx: Durable<T>) -> Result<T, StoreError> {
     rx.await.unwrap_or(Err(StoreError::Closed))
 }
 
+/// Opens (creating if needed) a RocksDB at `path` with the column families `cfs`.
+pub(crate) fn open_db(path: &Path, cfs: &[&str]) -> Result<DB, StoreError> {
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    db_opts.set_max_background_jobs(2);
+    db_opts.set_keep_log_file_num(4);
+    let cfs = cfs.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+    DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })
+}
+
 /// RocksDB with a group-commit writer thread.
 pub struct Store {
     db: Arc<DB>,
@@ -96,15 +107,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store in `path` and starts its writer thread.
     pub fn open(path: &Path, options: StoreOptions, listener: Arc<dyn CommitListener>) -> Result<Store, StoreError> {
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
-        db_opts.set_max_background_jobs(2);
-        db_opts.set_keep_log_file_num(4);
-        let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
-        let db = DB::open_cf_descriptors(&db_opts, path, cfs)
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
-        let db = Arc::new(db);
+        let db = Arc::new(open_db(path, &ALL_CFS)?);
         let max_conv = read_counter(&db, counters::CONVERSATION)?;
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(db.clone(), rx, listener, options);
@@ -119,6 +122,11 @@ impl Store {
             next_conversation: AtomicU64::new(max_conv + 1),
             order: AtomicU64::new(0),
         })
+    }
+
+    /// The RocksDB behind the store (raft groups share it: [`crate::raft::RaftDb::on`]).
+    pub fn db(&self) -> &Arc<DB> {
+        &self.db
     }
 
     fn send(&self, op: WriteOp) {

@@ -1,0 +1,262 @@
+//! The control plane's state machine: the node table and the shard table.
+//!
+//! Keys under the control group's prefix:
+//!
+//! | tag | rest | value |
+//! |-----|------|-------|
+//! | 1 | - | bincode [`ClusterMeta`] |
+//! | 2 | node id u64 | bincode [`NodeRecord`] |
+//! | 3 | shard u32 | bincode [`ShardRecord`] |
+
+use super::machine::{Logic, Overlay};
+use super::{group_end, group_key, ControlConfig, NodeAddr, NodeId, RaftDb, CONTROL_GROUP};
+use crate::error::StoreError;
+use crate::keys::CF_RAFT_STATE;
+use crate::records;
+use rocksdb::{Direction, IteratorMode, ReadOptions};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+mod tag {
+    pub const META: u8 = 1;
+    pub const NODE: u8 = 2;
+    pub const SHARD: u8 = 3;
+}
+
+/// Facts fixed when the cluster was created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMeta {
+    /// Number of shards (never changes).
+    pub shard_count: u32,
+    /// Wanted replicas per shard (capped by the number of active nodes).
+    pub replication: u32,
+}
+
+/// Where a node is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NodeState {
+    /// Known, not yet holding replicas.
+    Joining,
+    /// Serving.
+    Active,
+    /// Its replicas are being moved away.
+    Draining,
+    /// Not responding.
+    Down,
+}
+
+/// A row of the node table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Its id.
+    pub id: NodeId,
+    /// Where it listens.
+    pub addr: NodeAddr,
+    /// Its state.
+    pub state: NodeState,
+}
+
+/// A row of the shard table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRecord {
+    /// The shard.
+    pub shard: u32,
+    /// The nodes meant to hold a replica, in preference order (the first is the
+    /// preferred leader).
+    pub replicas: Vec<NodeId>,
+    /// Bumped on every change, so stale routing can be detected.
+    pub version: u64,
+}
+
+/// A write to the control plane.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlCommand {
+    /// Create the cluster: its meta, its first node, and every shard on that node.
+    /// Rejected if the cluster exists.
+    CreateCluster {
+        /// The fixed facts.
+        meta: ClusterMeta,
+        /// The first node.
+        node: NodeRecord,
+    },
+    /// Add a node or change its address or state.
+    PutNode(NodeRecord),
+    /// Change a node's state (rejected for an unknown node).
+    SetNodeState {
+        /// The node.
+        node: NodeId,
+        /// Its new state.
+        state: NodeState,
+    },
+    /// Forget a node (rejected while it holds a replica).
+    RemoveNode(NodeId),
+    /// Set a shard's replica set if its version is still `expected_version`.
+    SetReplicas {
+        /// The shard.
+        shard: u32,
+        /// The new replica set.
+        replicas: Vec<NodeId>,
+        /// The version the change was computed from.
+        expected_version: u64,
+    },
+}
+
+/// The result of a [`ControlCommand`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlResponse {
+    /// Done.
+    Ok,
+    /// A shard's new version.
+    Version(u64),
+    /// Not applied, and why.
+    Rejected(String),
+}
+
+/// The rules of the control plane. Every applied batch bumps a watch counter, so
+/// whoever manages the cluster can wait for the tables to change.
+pub struct ControlLogic {
+    changed: watch::Sender<u64>,
+}
+
+impl Default for ControlLogic {
+    fn default() -> Self {
+        ControlLogic { changed: watch::channel(0).0 }
+    }
+}
+
+impl ControlLogic {
+    /// Resolves whenever the tables change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+fn node_key(id: NodeId) -> Vec<u8> {
+    let mut k = vec![tag::NODE];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn shard_key(shard: u32) -> Vec<u8> {
+    let mut k = vec![tag::SHARD];
+    k.extend_from_slice(&shard.to_be_bytes());
+    k
+}
+
+fn get<T: serde::de::DeserializeOwned>(state: &Overlay<'_>, key: &[u8], what: &'static str) -> Result<Option<T>, StoreError> {
+    state.get(key)?.map(|v| records::decode(what, &v)).transpose()
+}
+
+impl Logic<ControlConfig> for ControlLogic {
+    fn apply(&self, state: &mut Overlay<'_>, command: &ControlCommand) -> Result<ControlResponse, StoreError> {
+        Ok(match command {
+            ControlCommand::CreateCluster { meta, node } => {
+                if get::<ClusterMeta>(state, &[tag::META], "cluster meta")?.is_some() {
+                    return Ok(ControlResponse::Rejected("the cluster already exists".into()));
+                }
+                if meta.shard_count == 0 || meta.replication == 0 {
+                    return Ok(ControlResponse::Rejected("shard count and replication must be at least 1".into()));
+                }
+                state.put(vec![tag::META], records::encode(meta));
+                state.put(node_key(node.id), records::encode(node));
+                for shard in 0..meta.shard_count {
+                    state.put(shard_key(shard), records::encode(&ShardRecord { shard, replicas: vec![node.id], version: 1 }));
+                }
+                ControlResponse::Ok
+            }
+            ControlCommand::PutNode(node) => {
+                state.put(node_key(node.id), records::encode(node));
+                ControlResponse::Ok
+            }
+            ControlCommand::SetNodeState { node, state: new_state } => match get::<NodeRecord>(state, &node_key(*node), "node")? {
+                Some(mut record) => {
+                    record.state = *new_state;
+                    state.put(node_key(*node), records::encode(&record));
+                    ControlResponse::Ok
+                }
+                None => ControlResponse::Rejected(format!("no node {node}")),
+            },
+            ControlCommand::RemoveNode(node) => {
+                let meta = get::<ClusterMeta>(state, &[tag::META], "cluster meta")?;
+                for shard in 0..meta.map(|m| m.shard_count).unwrap_or(0) {
+                    if let Some(record) = get::<ShardRecord>(state, &shard_key(shard), "shard")? {
+                        if record.replicas.contains(node) {
+                            return Ok(ControlResponse::Rejected(format!("node {node} still holds a replica of shard {shard}")));
+                        }
+                    }
+                }
+                state.delete(node_key(*node));
+                ControlResponse::Ok
+            }
+            ControlCommand::SetReplicas { shard, replicas, expected_version } => match get::<ShardRecord>(state, &shard_key(*shard), "shard")? {
+                Some(record) if record.version == *expected_version => {
+                    if replicas.is_empty() {
+                        return Ok(ControlResponse::Rejected("a shard needs at least one replica".into()));
+                    }
+                    let version = record.version + 1;
+                    state.put(shard_key(*shard), records::encode(&ShardRecord { shard: *shard, replicas: replicas.clone(), version }));
+                    ControlResponse::Version(version)
+                }
+                Some(record) => ControlResponse::Rejected(format!("shard {shard} is at version {}, not {expected_version}", record.version)),
+                None => ControlResponse::Rejected(format!("no shard {shard}")),
+            },
+        })
+    }
+
+    fn empty_response(&self) -> ControlResponse {
+        ControlResponse::Ok
+    }
+
+    fn applied(&self, _results: &[(ControlCommand, ControlResponse)]) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    fn reset(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+/// Reads the control plane's applied tables on this node.
+#[derive(Clone)]
+pub struct ControlReader {
+    db: Arc<RaftDb>,
+}
+
+impl ControlReader {
+    /// Reads the tables in `db`.
+    pub fn new(db: Arc<RaftDb>) -> Self {
+        ControlReader { db }
+    }
+
+    fn scan<T: serde::de::DeserializeOwned>(&self, tag: u8, what: &'static str) -> Result<Vec<T>, StoreError> {
+        let cf = self.db.db().cf_handle(CF_RAFT_STATE).ok_or(StoreError::Closed)?;
+        let start = group_key(CONTROL_GROUP, &[tag]);
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(match tag.checked_add(1) {
+            Some(t) => group_key(CONTROL_GROUP, &[t]),
+            None => group_end(CONTROL_GROUP),
+        });
+        let mut out = Vec::new();
+        for item in self.db.db().iterator_cf_opt(cf, opts, IteratorMode::From(&start, Direction::Forward)) {
+            let (_, v) = item.map_err(StoreError::rocks("read control plane"))?;
+            out.push(records::decode(what, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// The cluster's fixed facts, once it is created.
+    pub fn meta(&self) -> Result<Option<ClusterMeta>, StoreError> {
+        Ok(self.scan(tag::META, "cluster meta")?.into_iter().next())
+    }
+
+    /// The node table, by id.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.scan(tag::NODE, "node")
+    }
+
+    /// The shard table, by shard.
+    pub fn shards(&self) -> Result<Vec<ShardRecord>, StoreError> {
+        self.scan(tag::SHARD, "shard")
+    }
+}
