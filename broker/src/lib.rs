@@ -32,6 +32,7 @@
 //!    on reconnect, `Hello.resume` (or that cursor) says where delivery resumes.
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod integration;

@@ -139,6 +139,16 @@ impl RaftDb {
         StateMachine::open(self.clone(), group, logic)
     }
 
+    /// Deletes everything of `group` on this node (a replica that was moved away).
+    pub fn remove_group(&self, group: GroupId) -> Result<(), StoreError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for name in RAFT_CFS {
+            let cf = self.db.cf_handle(name).ok_or(StoreError::Closed)?;
+            batch.delete_range_cf(cf, group.to_be_bytes().to_vec(), group_end(group));
+        }
+        self.db.write(batch).map_err(StoreError::rocks("remove raft group"))
+    }
+
     /// Every group that has anything stored on this node (log, vote or state).
     pub fn groups_on_disk(&self) -> Result<Vec<GroupId>, StoreError> {
         let cf = self.db.cf_handle(crate::keys::CF_RAFT_META).ok_or(StoreError::Closed)?;

@@ -1,0 +1,20 @@
+//! The cluster: a Raft-replicated control plane (node table, shard table) and one
+//! Raft group per shard holding that shard's message logs, all on openraft with the
+//! storage in [`switchboard_raft_store::raft`].
+//!
+//! - [`node::ClusterNode`] runs every group a node hosts and keeps them in line with
+//!   the shard table: it opens groups it should host, changes shard memberships where
+//!   it leads (learner, catch up, promote, remove), and asks for leadership of the
+//!   shards it is the preferred leader of.
+//! - [`transport`] is the peer link behind a trait, with in-process delivery and
+//!   fault injection for tests; [`network`] adapts it to openraft.
+//! - [`rpc`] lists what nodes say to each other.
+
+pub mod network;
+pub mod node;
+pub mod rpc;
+pub mod transport;
+
+pub use node::{ClusterConfig, ClusterNode, RaftTiming};
+pub use rpc::{PeerRequest, PeerResponse, WriteError};
+pub use transport::{Faults, LocalTransport, PeerError, PeerHandler, PeerTransport};
