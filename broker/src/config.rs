@@ -67,6 +67,12 @@ pub struct Config {
     pub shutdown_grace_secs: u32,
     /// Log filter (tracing `EnvFilter` syntax); `RUST_LOG` overrides it.
     pub log: String,
+    /// This node's id in the cluster (unique, never reused).
+    pub node_id: u64,
+    /// Shards of a new cluster (fixed once it is created; the stored value wins).
+    pub shards: u32,
+    /// Replicas per shard (capped by the number of nodes).
+    pub replication: u32,
 }
 
 impl Default for Config {
@@ -98,6 +104,9 @@ impl Default for Config {
             push_after_secs: 30,
             shutdown_grace_secs: 10,
             log: "info".into(),
+            node_id: 1,
+            shards: 64,
+            replication: 3,
         }
     }
 }
@@ -311,6 +320,10 @@ impl Config {
         check((1..=86_400).contains(&self.push_after_secs), "push_after_secs", format!("{} is not in 1..=86400", self.push_after_secs));
         check(self.store_max_batch_ops >= 1, "store_max_batch_ops", "must be at least 1".into());
         check(self.workers <= 256, "workers", format!("{} is more than 256", self.workers));
+        check(self.node_id >= 1, "node_id", "must be at least 1".into());
+        let max_shards = switchboard_raft_store::raft::placement::MAX_SHARDS;
+        check((1..=max_shards).contains(&self.shards), "shards", format!("{} is not in 1..={max_shards}", self.shards));
+        check((1..=7).contains(&self.replication), "replication", format!("{} is not in 1..=7", self.replication));
         check(self.quic_cert.is_some() == self.quic_key.is_some(), "quic_cert", "quic_cert and quic_key must be set together".into());
         if let Some(token) = &self.admin_token {
             check(token.len() >= 16, "admin_token", "must be at least 16 characters".into());

@@ -26,14 +26,29 @@ pub struct NodeContext {
     ready: AtomicBool,
     /// Client connections being served (until their writer has flushed).
     pub connections: std::sync::atomic::AtomicUsize,
+    /// Shards of the cluster (fixed when it was created).
+    pub shards: u32,
 }
 
 impl NodeContext {
     /// Assembles a context (not yet ready).
-    pub fn new(config: Config, store: Arc<Store>, directory: Arc<Directory>, registry: Arc<Registry>, routers: Routers) -> Self {
+    pub fn new(
+        config: Config,
+        store: Arc<Store>,
+        log: Arc<dyn ConversationLog>,
+        shards: u32,
+        directory: Arc<Directory>,
+        registry: Arc<Registry>,
+        routers: Routers,
+    ) -> Self {
         let codec = FrameCodec::new(config.max_frame_len);
-        let log: Arc<dyn ConversationLog> = store.clone();
-        NodeContext { config, codec, store, log, directory, registry, routers, ready: AtomicBool::new(false), connections: Default::default() }
+        NodeContext { config, codec, store, log, directory, registry, routers, ready: AtomicBool::new(false), connections: Default::default(), shards }
+    }
+
+    /// A new conversation id, on the shard of the visitor's sessions.
+    pub fn new_conversation_id(&self, tenant: switchboard_protocol::TenantId, visitor: switchboard_protocol::VisitorId) -> switchboard_protocol::ConversationId {
+        use switchboard_raft_store::raft::placement::{conversation_id, visitor_shard};
+        conversation_id(visitor_shard(tenant, visitor, self.shards), self.store.next_conversation_id().0)
     }
 
     /// Whether the node serves clients (false before start-up completes and while shutting down).

@@ -55,6 +55,7 @@ pub fn install() -> PrometheusHandle {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(store::COMMIT_BATCH_OPS.into()), BATCH_BUCKETS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(store::RAFT_SYNC_APPENDS.into()), BATCH_BUCKETS))
                 .map(|b| b.build_recorder())
                 .expect("bucket lists are non-empty constants");
             let handle = recorder.handle();
@@ -87,6 +88,8 @@ fn describe() {
     describe_gauge!(SEATS_ONLINE, "Agents with at least one open connection.");
     describe_histogram!(store::COMMIT_BATCH_OPS, "Operations per group-commit batch.");
     describe_histogram!(store::COMMIT_SECONDS, Unit::Seconds, "Time to write and fsync one group-commit batch.");
+    describe_histogram!(store::RAFT_SYNC_SECONDS, Unit::Seconds, "Time to fsync the write-ahead log for raft log appends.");
+    describe_histogram!(store::RAFT_SYNC_APPENDS, "Raft log appends (of any shard) made durable by one fsync.");
     describe_counter!(store::COMMIT_ERRORS, "Group-commit batches that failed.");
 }
 

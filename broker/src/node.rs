@@ -16,7 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_protocol::auth::secret_digest;
 use switchboard_protocol::FrameCodec;
-use switchboard_raft_store::{Store, StoreOptions};
+use crate::cluster::log::{ClusterCommits, ClusterLog};
+use crate::cluster::{ClusterConfig, ClusterNode, LocalTransport, PeerHandler};
+use switchboard_raft_store::raft::{NodeAddr, RaftDb, ShardListener};
+use switchboard_raft_store::{CommitListener, ConversationLog, Store, StoreOptions};
 use tokio::sync::watch;
 
 /// The addresses a node actually bound.
@@ -42,6 +45,8 @@ pub struct RunningNode {
     http: actix_web::dev::ServerHandle,
     arbiters: Vec<actix::Arbiter>,
     webhooks: WebhookWorker,
+    cluster: Arc<ClusterNode>,
+    raft_runtime: tokio::runtime::Runtime,
 }
 
 /// The admin token: configured, or kept in `DATA_DIR/admin-token` (created on first start).
@@ -90,14 +95,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let push_after_ms = config.push_after_secs as u64 * 1000;
     let dispatcher = Arc::new(Dispatcher::new(directory.clone(), registry.clone(), FrameCodec::new(config.max_frame_len), push_tx, push_after_ms));
     let db_path: PathBuf = config.data_dir.join("db");
-    let store = Store::open(&db_path, StoreOptions { max_batch_ops: config.store_max_batch_ops, sync: true }, dispatcher)
+    let store = Store::open(&db_path, StoreOptions { max_batch_ops: config.store_max_batch_ops, sync: true }, dispatcher.clone())
         .with_context(|| format!("opening store {}", db_path.display()))?;
-    directory.absorb(Directory::load(&store).context("loading the directory")?);
     let store = Arc::new(store);
+    let (cluster, raft_runtime, log) = start_cluster(&config, &store, dispatcher.clone()).await?;
+    directory.absorb(Directory::load(&store, log.as_ref()).context("loading the directory")?);
+    let shards = cluster.shard_count().unwrap_or(config.shards);
 
     let router_arbiter = actix::Arbiter::new();
     let routers = Routers::new(router_arbiter.handle());
-    let ctx: Ctx = Arc::new(NodeContext::new(config.clone(), store, directory, registry, routers));
+    let ctx: Ctx = Arc::new(NodeContext::new(config.clone(), store, log, shards, directory, registry, routers));
     crate::metrics::set_conversation_gauges(&ctx.directory);
 
     let mut arbiters: Vec<actix::Arbiter> = (0..config.worker_count()).map(|_| actix::Arbiter::new()).collect();
@@ -160,7 +167,49 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     write_file_private(&config.data_dir.join("ports.json"), ports.to_string().as_bytes())?;
     ctx.set_ready(true);
     tracing::info!(http = %addrs.http, tcp = %addrs.tcp, quic = %addrs.quic, data_dir = %config.data_dir.display(), "switchboard node ready");
-    Ok(RunningNode { ctx, addrs, admin_token, stop, http: http_handle, arbiters, webhooks })
+    Ok(RunningNode { ctx, addrs, admin_token, stop, http: http_handle, arbiters, webhooks, cluster, raft_runtime })
+}
+
+/// Starts this node's raft groups on their own runtime, in the same RocksDB as the
+/// store, and waits until every shard it hosts has a leader. A node on its own
+/// creates a cluster of one.
+async fn start_cluster(
+    config: &Config,
+    store: &Arc<Store>,
+    listener: Arc<dyn CommitListener>,
+) -> anyhow::Result<(Arc<ClusterNode>, tokio::runtime::Runtime, Arc<dyn ConversationLog>)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("raft").enable_all().build().context("starting the raft runtime")?;
+    let raft_db = RaftDb::on(store.db().clone(), true);
+    let commits = ClusterCommits::new(listener, store.clone());
+    let mut cluster_config = ClusterConfig::new(config.node_id, NodeAddr { peer: format!("local-{}", config.node_id), client: config.tcp_addr.clone() });
+    cluster_config.bootstrap = true;
+    cluster_config.shard_count = config.shards;
+    cluster_config.replication = config.replication;
+    let transport = LocalTransport::new();
+    let shard_listener: Arc<dyn ShardListener> = commits.clone();
+    let node = runtime
+        .spawn(ClusterNode::start(cluster_config, raft_db, transport.clone(), Some(shard_listener)))
+        .await
+        .context("raft runtime")?
+        .context("starting the raft groups")?;
+    let handler: Arc<dyn PeerHandler> = node.clone();
+    transport.register(&node.addr().peer, Arc::downgrade(&handler));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let shards = loop {
+        if let Some(n) = node.shard_count() {
+            let replicas = node.replicas();
+            if replicas.len() == n as usize && replicas.iter().all(|r| r.leader.is_some()) {
+                break n;
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the raft groups did not elect leaders within 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    if shards != config.shards {
+        tracing::warn!(configured = config.shards, stored = shards, "the cluster was created with a different shard count; using the stored one");
+    }
+    let log: Arc<dyn ConversationLog> = Arc::new(ClusterLog::new(node.clone(), runtime.handle().clone(), shards, commits));
+    Ok((node, runtime, log))
 }
 
 impl RunningNode {
@@ -181,6 +230,9 @@ impl RunningNode {
         self.http.stop(true).await;
         let mut webhooks = self.webhooks;
         let _ = tokio::task::spawn_blocking(move || webhooks.stop()).await;
+        let cluster = self.cluster.clone();
+        let _ = self.raft_runtime.spawn(async move { cluster.shutdown().await }).await;
+        self.raft_runtime.shutdown_background();
         let store = self.ctx.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
         for a in &self.arbiters {

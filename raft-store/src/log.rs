@@ -104,7 +104,8 @@ pub struct AppendFuture {
 }
 
 impl AppendFuture {
-    pub(crate) fn new(rx: oneshot::Receiver<Result<AppendOutcome, StoreError>>) -> Self {
+    /// A future completed through `rx` (for other [`ConversationLog`] implementations).
+    pub fn new(rx: oneshot::Receiver<Result<AppendOutcome, StoreError>>) -> Self {
         AppendFuture { rx }
     }
 }

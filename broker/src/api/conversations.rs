@@ -8,11 +8,12 @@ pub(super) async fn agent_stats(req: HttpRequest, state: web::Data<ApiState>, pa
     let tenant = Caller::for_tenant(&req, &state, TenantId(tenant))?;
     let agent = state.ctx.directory.agent(tenant.id, AgentId(agent)).ok_or_else(|| ApiError::NotFound(format!("agent {agent}")))?.id;
     let store = state.ctx.store.clone();
+    let log = state.ctx.log.clone();
     let tenant_id = tenant.id;
     let stats = web::block(move || -> Result<_, switchboard_raft_store::StoreError> {
         let mut convs = Vec::new();
         for r in store.conversations()?.into_iter().filter(|r| r.tenant == tenant_id && r.agent == Some(agent)) {
-            let messages = store.read(r.id, 0, usize::MAX, usize::MAX)?;
+            let messages = log.read(r.id, 0, usize::MAX, usize::MAX)?;
             convs.push((r, messages));
         }
         let scores: Vec<u8> = store.ratings_of(tenant_id)?.iter().filter(|r| r.agent == Some(agent)).map(|r| r.score).collect();
@@ -122,7 +123,8 @@ pub(super) async fn read_messages(
     if owner != Some(tenant.id) {
         return Err(ApiError::NotFound(format!("conversation {}", conversation.0)));
     }
-    let messages = web::block(move || store.read(conversation, after, limit, usize::MAX)).await??;
+    let log = state.ctx.log.clone();
+    let messages = web::block(move || log.read(conversation, after, limit, usize::MAX)).await??;
     Ok(HttpResponse::Ok().json(messages))
 }
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_protocol::auth::secret_digest;
 use switchboard_protocol::{AgentId, ConversationId, ConversationState, GroupId, QuickReply, TenantId, VisitorId};
 use switchboard_raft_store::store::{durable, IdKind};
-use switchboard_raft_store::{AgentRecord, AgentTokenRecord, BotRecord, ConversationLog, ConversationRecord, GroupRecord, BusinessHours, KnowledgeRecord, MenuItemRecord, Strategy, TenantRecord, VisitorProfileRecord,
+use switchboard_raft_store::{AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, BusinessHours, KnowledgeRecord, MenuItemRecord, Strategy, TenantRecord, VisitorProfileRecord,
     WebhookRecord};
 
 /// Longest display name accepted.

@@ -10,6 +10,7 @@
 //!   fault injection for tests; [`network`] adapts it to openraft.
 //! - [`rpc`] lists what nodes say to each other.
 
+pub mod log;
 pub mod network;
 pub mod node;
 pub mod rpc;

@@ -57,7 +57,7 @@ pub struct Directory {
 
 impl Directory {
     /// Loads everything from the store (start-up).
-    pub fn load(store: &Store) -> Result<Directory, StoreError> {
+    pub fn load(store: &Store, log: &dyn ConversationLog) -> Result<Directory, StoreError> {
         let dir = Directory::default();
         for t in store.tenants()? {
             dir.insert_tenant(t);
@@ -90,7 +90,7 @@ impl Directory {
         }
         for c in store.conversations()? {
             if c.state != ConversationState::Closed {
-                let last_seq = store.last_seq(c.id)?;
+                let last_seq = log.last_seq(c.id)?;
                 dir.put_conversation(&c, last_seq);
             }
         }

@@ -142,7 +142,7 @@ async fn growing_from_one_node_to_three_replicates_every_shard_while_appending()
     for (conv, seqs) in &acked {
         assert_eq!(seqs, &(1..=seqs.len() as u64).collect::<Vec<_>>(), "acknowledged seqs of {conv:?}");
     }
-    let shard_of = |conv: ConversationId| (conv.0 >> 48) as u32;
+    let shard_of = |conv: ConversationId| switchboard_raft_store::raft::placement::conversation_shard(conv, shards);
     cluster
         .wait_until("every replica holds every acknowledged message", WAIT, |c| {
             acked.iter().all(|(conv, seqs)| (1..=3).all(|n| c.messages(n, shard_of(*conv), *conv).len() == seqs.len()))

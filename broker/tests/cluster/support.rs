@@ -122,6 +122,7 @@ pub fn append(conversation: ConversationId, client_msg_id: u64, body: &str) -> S
         client_msg_id,
         body: body.to_string(),
         sent_at_ms: 1_700_000_000_000 + client_msg_id,
+        webhook: None,
     })
 }
 

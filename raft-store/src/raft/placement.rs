@@ -1,8 +1,8 @@
 //! Where things live: pure functions of ids and the shard table, no runtime.
 //!
 //! - A visitor's sessions and conversations: shard `hash(tenant, visitor) % shards`.
-//!   A conversation id carries its shard in its top 16 bits, so any node finds a
-//!   conversation's shard from the id alone.
+//!   A conversation id carries its shard in bits 40-51, so any node finds a
+//!   conversation's shard from the id alone (and ids stay below 2^53, exact in JSON).
 //! - An agent seat: `hash(tenant, agent) % shards`; a tenant's router: `hash(tenant) % shards`.
 //! - A shard's leader: preferably the first node of its replica set.
 
@@ -12,7 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use switchboard_protocol::{AgentId, ConversationId, TenantId, VisitorId};
 
 /// Bits of a conversation id below its shard.
-pub const CONVERSATION_SHARD_SHIFT: u32 = 48;
+pub const CONVERSATION_SHARD_SHIFT: u32 = 40;
+
+/// Most shards a cluster can have (the shard must fit in a conversation id).
+pub const MAX_SHARDS: u32 = 1 << 12;
 
 /// A fixed 64-bit mix (splitmix64's finalizer): stable across builds and platforms,
 /// unlike `std`'s hasher.
@@ -43,9 +46,9 @@ pub fn tenant_shard(tenant: TenantId, shards: u32) -> u32 {
     bucket(mix(tenant.0 ^ 0x5bd1_e995), shards)
 }
 
-/// A conversation id on `shard` with a per-shard counter value `local` (< 2^48).
+/// A conversation id on `shard` (< [`MAX_SHARDS`]) with a counter value `local` (< 2^40).
 pub fn conversation_id(shard: u32, local: u64) -> ConversationId {
-    ConversationId((u64::from(shard) << CONVERSATION_SHARD_SHIFT) | (local & ((1 << CONVERSATION_SHARD_SHIFT) - 1)))
+    ConversationId((u64::from(shard % MAX_SHARDS) << CONVERSATION_SHARD_SHIFT) | (local & ((1 << CONVERSATION_SHARD_SHIFT) - 1)))
 }
 
 /// The shard of a conversation (ids from before sharding land on shard 0).
@@ -160,7 +163,8 @@ mod tests {
         for shard in [0u32, 1, 17, 63] {
             let id = conversation_id(shard, 12_345);
             assert_eq!(conversation_shard(id, 64), shard);
-            assert_eq!(id.0 & 0xffff_ffff_ffff, 12_345);
+            assert_eq!(id.0 & ((1 << CONVERSATION_SHARD_SHIFT) - 1), 12_345);
+            assert!(conversation_id(MAX_SHARDS - 1, u64::MAX).0 < 1 << 53, "ids stay exact as JSON numbers");
         }
         assert_eq!(conversation_shard(ConversationId(42), 64), 0, "ids from before sharding live on shard 0");
     }

@@ -52,6 +52,8 @@ pub struct AppendCommand {
     pub body: String,
     /// Acceptance time, ms since the epoch, stamped by the node that proposed it.
     pub sent_at_ms: u64,
+    /// Queue a `message.created` webhook for this tenant.
+    pub webhook: Option<switchboard_protocol::TenantId>,
 }
 
 /// A write to a shard.
@@ -92,8 +94,9 @@ pub enum ShardResponse {
 /// Hears every message a shard appends, in order, on every replica, once the entry
 /// is committed and applied. Called on the state machine's task: hand work off only.
 pub trait ShardListener: Send + Sync + 'static {
-    /// Messages newly appended to `shard`, in seq order per conversation.
-    fn appended(&self, shard: u32, messages: &[ChatMessage]);
+    /// Messages newly appended to `shard`, in seq order per conversation, each with
+    /// the command that appended it.
+    fn appended(&self, shard: u32, messages: &[(ChatMessage, &AppendCommand)]);
 }
 
 /// The rules of a shard.
@@ -162,17 +165,20 @@ impl Logic<ShardConfig> for ShardLogic {
     }
 
     fn applied(&self, results: &[(ShardCommand, ShardResponse)]) {
-        let messages: Vec<ChatMessage> = results
+        let messages: Vec<(ChatMessage, &AppendCommand)> = results
             .iter()
             .filter_map(|(command, response)| match (command, response) {
-                (ShardCommand::Append(a), ShardResponse::Appended { seq }) => Some(ChatMessage {
-                    conversation: a.conversation,
-                    seq: *seq,
-                    sender: a.sender,
-                    client_msg_id: a.client_msg_id,
-                    sent_at_ms: a.sent_at_ms,
-                    body: a.body.clone(),
-                }),
+                (ShardCommand::Append(a), ShardResponse::Appended { seq }) => Some((
+                    ChatMessage {
+                        conversation: a.conversation,
+                        seq: *seq,
+                        sender: a.sender,
+                        client_msg_id: a.client_msg_id,
+                        sent_at_ms: a.sent_at_ms,
+                        body: a.body.clone(),
+                    },
+                    a,
+                )),
                 _ => None,
             })
             .collect();

@@ -262,7 +262,7 @@ impl Handler<Invite> for TenantRouter {
         if !online {
             return refuse("the visitor is not online");
         }
-        let id = self.ctx.store.next_conversation_id();
+        let id = self.ctx.new_conversation_id(self.tenant, msg.visitor);
         if let Err(e) = self.pool.assign_direct(id, msg.agent) {
             return refuse(&e.to_string());
         }

@@ -368,7 +368,7 @@ impl Handler<OpenConversation> for TenantRouter {
         if let Some(reopened) = self.reopen(msg.visitor, ctx) {
             return reopened;
         }
-        let id = self.ctx.store.next_conversation_id();
+        let id = self.ctx.new_conversation_id(self.tenant, msg.visitor);
         let ticket = self.next_ticket(msg.visitor);
         let now = now_ms();
         let group = msg.group.filter(|g| self.ctx.directory.group(self.tenant, *g).is_some()).unwrap_or(DEFAULT_GROUP);
