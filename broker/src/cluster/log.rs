@@ -66,18 +66,91 @@ impl ShardListener for ClusterCommits {
     }
 }
 
+type Done = Box<dyn FnOnce(Result<AppendOutcome, WriteError>) + Send>;
+
+/// Most appends proposed as one raft entry.
+const MAX_BATCH: usize = 512;
+/// How often coalesced cursor moves are written.
+const ACK_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// [`ConversationLog`] over the cluster's shard groups.
+///
+/// Appends to a shard are batched: while one batch is being committed, the next
+/// gathers, and goes out as one `AppendBatch` entry (group commit at the raft level,
+/// on top of the WAL fsync shared by all shards). Cursor moves are coalesced per
+/// reader and written every 100 ms.
 pub struct ClusterLog {
     node: Arc<ClusterNode>,
     runtime: Handle,
     shards: u32,
     commits: Arc<ClusterCommits>,
+    batchers: DashMap<u32, tokio::sync::mpsc::UnboundedSender<(AppendCommand, Done)>>,
+    acks: Arc<DashMap<(ConversationId, Participant), u64>>,
 }
 
 impl ClusterLog {
     /// The log of `node`, whose raft groups run on `runtime`.
     pub fn new(node: Arc<ClusterNode>, runtime: Handle, shards: u32, commits: Arc<ClusterCommits>) -> Self {
-        ClusterLog { node, runtime, shards, commits }
+        let acks: Arc<DashMap<(ConversationId, Participant), u64>> = Arc::new(DashMap::new());
+        let (flush_node, flush_acks) = (node.clone(), acks.clone());
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(ACK_FLUSH);
+            // Ends with the runtime at shutdown.
+            loop {
+                tick.tick().await;
+                flush_cursors(&flush_node, &flush_acks, shards).await;
+            }
+        });
+        ClusterLog { node, runtime, shards, commits, batchers: DashMap::new(), acks }
+    }
+
+    /// The batcher of `shard`, started on first use.
+    fn batcher(&self, shard: u32) -> tokio::sync::mpsc::UnboundedSender<(AppendCommand, Done)> {
+        if let Some(tx) = self.batchers.get(&shard) {
+            return tx.clone();
+        }
+        self.batchers
+            .entry(shard)
+            .or_insert_with(|| {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(AppendCommand, Done)>();
+                let node = self.node.clone();
+                self.runtime.spawn(async move {
+                    while let Some(first) = rx.recv().await {
+                        let mut batch = vec![first];
+                        while batch.len() < MAX_BATCH {
+                            match rx.try_recv() {
+                                Ok(more) => batch.push(more),
+                                Err(_) => break,
+                            }
+                        }
+                        let (commands, dones): (Vec<AppendCommand>, Vec<Done>) = batch.into_iter().unzip();
+                        let n = commands.len();
+                        match node.write(shard, ShardCommand::AppendBatch(commands)).await {
+                            Ok(ShardResponse::Batch(responses)) if responses.len() == n => {
+                                for (done, r) in dones.into_iter().zip(responses) {
+                                    done(Ok(match r {
+                                        ShardResponse::Duplicate { seq } => AppendOutcome::Duplicate { seq },
+                                        ShardResponse::Appended { seq } => AppendOutcome::Committed { seq },
+                                        _ => AppendOutcome::Committed { seq: 0 },
+                                    }));
+                                }
+                            }
+                            Ok(other) => {
+                                for done in dones {
+                                    done(Err(WriteError::Unavailable(format!("unexpected answer to a batch: {other:?}"))));
+                                }
+                            }
+                            Err(e) => {
+                                for done in dones {
+                                    done(Err(e.clone()));
+                                }
+                            }
+                        }
+                    }
+                });
+                tx
+            })
+            .clone()
     }
 
     fn shard(&self, conversation: ConversationId) -> u32 {
@@ -101,20 +174,17 @@ impl ClusterLog {
             sent_at_ms: request.sent_at_ms,
             webhook: request.webhook,
         });
-        let shard = self.shard(request.conversation);
-        let node = self.node.clone();
+        let ShardCommand::Append(command) = command else { return };
         let commits = self.commits.clone();
-        self.runtime.spawn(async move {
-            let result = node.write(shard, command).await.map(|r| match r {
-                ShardResponse::Duplicate { seq } => AppendOutcome::Duplicate { seq },
-                ShardResponse::Appended { seq } => AppendOutcome::Committed { seq },
-                ShardResponse::Done => AppendOutcome::Committed { seq: 0 },
-            });
+        let done: Done = Box::new(move |result| {
             if !matches!(result, Ok(AppendOutcome::Committed { .. })) {
                 commits.pending.remove(&key);
             }
             done(result);
         });
+        if let Err(tokio::sync::mpsc::error::SendError((_, done))) = self.batcher(self.shard(request.conversation)).send((command, done)) {
+            done(Err(WriteError::Fatal("the shard's batcher stopped".into())));
+        }
     }
 }
 
@@ -153,16 +223,38 @@ impl ConversationLog for ClusterLog {
     }
 
     fn ack(&self, conversation: ConversationId, reader: Participant, seq: u64) {
-        let shard = self.shard(conversation);
-        let node = self.node.clone();
-        self.runtime.spawn(async move {
-            if let Err(e) = node.write(shard, ShardCommand::Ack { conversation, reader, seq }).await {
-                tracing::debug!(%conversation, seq, error = %e, "cursor not stored");
-            }
-        });
+        let mut entry = self.acks.entry((conversation, reader)).or_insert(0);
+        *entry = (*entry).max(seq);
     }
 
     fn cursor(&self, conversation: ConversationId, reader: Participant) -> Result<u64, StoreError> {
-        self.reader(conversation)?.cursor(conversation, reader)
+        let stored = self.reader(conversation)?.cursor(conversation, reader)?;
+        // A move not yet flushed counts too (cursors never go backwards).
+        Ok(self.acks.get(&(conversation, reader)).map(|s| (*s).max(stored)).unwrap_or(stored))
+    }
+}
+
+/// Writes the coalesced cursor moves, one `AckBatch` per shard. A move whose write
+/// fails is kept for the next flush unless a newer one replaced it.
+async fn flush_cursors(node: &ClusterNode, acks: &DashMap<(ConversationId, Participant), u64>, shards: u32) {
+    let taken: Vec<((ConversationId, Participant), u64)> = {
+        let keys: Vec<(ConversationId, Participant)> = acks.iter().map(|e| *e.key()).collect();
+        keys.into_iter().filter_map(|k| acks.remove(&k)).collect()
+    };
+    if taken.is_empty() {
+        return;
+    }
+    let mut by_shard: std::collections::BTreeMap<u32, Vec<(ConversationId, Participant, u64)>> = Default::default();
+    for ((conversation, reader), seq) in taken {
+        by_shard.entry(conversation_shard(conversation, shards)).or_default().push((conversation, reader, seq));
+    }
+    for (shard, moves) in by_shard {
+        if let Err(e) = node.write(shard, ShardCommand::AckBatch(moves.clone())).await {
+            tracing::debug!(shard, error = %e, "cursors not stored; retrying with the next flush");
+            for (conversation, reader, seq) in moves {
+                let mut entry = acks.entry((conversation, reader)).or_insert(0);
+                *entry = (*entry).max(seq);
+            }
+        }
     }
 }

@@ -72,6 +72,11 @@ pub enum ShardCommand {
     },
     /// Store a conversation's routing state.
     PutConversation(ConversationRecord),
+    /// Several appends in one raft entry (what a node's batcher proposes), applied in
+    /// order; answered with one response each.
+    AppendBatch(Vec<AppendCommand>),
+    /// Several cursor moves in one raft entry.
+    AckBatch(Vec<(ConversationId, Participant, u64)>),
 }
 
 /// The result of a [`ShardCommand`].
@@ -89,6 +94,8 @@ pub enum ShardResponse {
     },
     /// Done (acks, conversation records, blank and membership entries).
     Done,
+    /// The answers to an [`ShardCommand::AppendBatch`], in order.
+    Batch(Vec<ShardResponse>),
 }
 
 /// Hears every message a shard appends, in order, on every replica, once the entry
@@ -126,31 +133,16 @@ fn read_u64(state: &Overlay<'_>, key: &[u8], what: &'static str) -> Result<Optio
 impl Logic<ShardConfig> for ShardLogic {
     fn apply(&self, state: &mut Overlay<'_>, command: &ShardCommand) -> Result<ShardResponse, StoreError> {
         match command {
-            ShardCommand::Append(a) => {
-                let idem = tagged(tag::IDEMPOTENCY, &idempotency_key(a.conversation, a.sender, a.client_msg_id));
-                if let Some(seq) = read_u64(state, &idem, "idempotency")? {
-                    return Ok(ShardResponse::Duplicate { seq });
+            ShardCommand::Append(a) => apply_append(state, a),
+            ShardCommand::AppendBatch(batch) => Ok(ShardResponse::Batch(batch.iter().map(|a| apply_append(state, a)).collect::<Result<_, _>>()?)),
+            ShardCommand::AckBatch(acks) => {
+                for &(conversation, reader, seq) in acks {
+                    apply_ack(state, conversation, reader, seq)?;
                 }
-                let last_key = tagged(tag::LAST_SEQ, &a.conversation.0.to_be_bytes());
-                let seq = read_u64(state, &last_key, "last seq")?.unwrap_or(0) + 1;
-                let message = ChatMessage {
-                    conversation: a.conversation,
-                    seq,
-                    sender: a.sender,
-                    client_msg_id: a.client_msg_id,
-                    sent_at_ms: a.sent_at_ms,
-                    body: a.body.clone(),
-                };
-                state.put(tagged(tag::MESSAGE, &message_key(a.conversation, seq)), records::encode(&message));
-                state.put(last_key, seq.to_be_bytes().to_vec());
-                state.put(idem, seq.to_be_bytes().to_vec());
-                Ok(ShardResponse::Appended { seq })
+                Ok(ShardResponse::Done)
             }
             ShardCommand::Ack { conversation, reader, seq } => {
-                let key = tagged(tag::CURSOR, &cursor_key(*conversation, *reader));
-                if read_u64(state, &key, "cursor")?.unwrap_or(0) < *seq {
-                    state.put(key, seq.to_be_bytes().to_vec());
-                }
+                apply_ack(state, *conversation, *reader, *seq)?;
                 Ok(ShardResponse::Done)
             }
             ShardCommand::PutConversation(record) => {
@@ -165,23 +157,31 @@ impl Logic<ShardConfig> for ShardLogic {
     }
 
     fn applied(&self, results: &[(ShardCommand, ShardResponse)]) {
-        let messages: Vec<(ChatMessage, &AppendCommand)> = results
-            .iter()
-            .filter_map(|(command, response)| match (command, response) {
-                (ShardCommand::Append(a), ShardResponse::Appended { seq }) => Some((
-                    ChatMessage {
-                        conversation: a.conversation,
-                        seq: *seq,
-                        sender: a.sender,
-                        client_msg_id: a.client_msg_id,
-                        sent_at_ms: a.sent_at_ms,
-                        body: a.body.clone(),
-                    },
-                    a,
-                )),
+        let mut messages: Vec<(ChatMessage, &AppendCommand)> = Vec::new();
+        let note = |a: &'_ AppendCommand, response: &ShardResponse| -> Option<ChatMessage> {
+            match response {
+                ShardResponse::Appended { seq } => Some(ChatMessage {
+                    conversation: a.conversation,
+                    seq: *seq,
+                    sender: a.sender,
+                    client_msg_id: a.client_msg_id,
+                    sent_at_ms: a.sent_at_ms,
+                    body: a.body.clone(),
+                }),
                 _ => None,
-            })
-            .collect();
+            }
+        };
+        for (command, response) in results {
+            match (command, response) {
+                (ShardCommand::Append(a), r) => messages.extend(note(a, r).map(|m| (m, a))),
+                (ShardCommand::AppendBatch(batch), ShardResponse::Batch(responses)) => {
+                    for (a, r) in batch.iter().zip(responses) {
+                        messages.extend(note(a, r).map(|m| (m, a)));
+                    }
+                }
+                _ => {}
+            }
+        }
         if messages.is_empty() {
             return;
         }
@@ -190,6 +190,35 @@ impl Logic<ShardConfig> for ShardLogic {
             listener.appended(self.shard, &messages);
         }
     }
+}
+
+fn apply_ack(state: &mut Overlay<'_>, conversation: ConversationId, reader: Participant, seq: u64) -> Result<(), StoreError> {
+    let key = tagged(tag::CURSOR, &cursor_key(conversation, reader));
+    if read_u64(state, &key, "cursor")?.unwrap_or(0) < seq {
+        state.put(key, seq.to_be_bytes().to_vec());
+    }
+    Ok(())
+}
+
+fn apply_append(state: &mut Overlay<'_>, a: &AppendCommand) -> Result<ShardResponse, StoreError> {
+    let idem = tagged(tag::IDEMPOTENCY, &idempotency_key(a.conversation, a.sender, a.client_msg_id));
+    if let Some(seq) = read_u64(state, &idem, "idempotency")? {
+        return Ok(ShardResponse::Duplicate { seq });
+    }
+    let last_key = tagged(tag::LAST_SEQ, &a.conversation.0.to_be_bytes());
+    let seq = read_u64(state, &last_key, "last seq")?.unwrap_or(0) + 1;
+    let message = ChatMessage {
+        conversation: a.conversation,
+        seq,
+        sender: a.sender,
+        client_msg_id: a.client_msg_id,
+        sent_at_ms: a.sent_at_ms,
+        body: a.body.clone(),
+    };
+    state.put(tagged(tag::MESSAGE, &message_key(a.conversation, seq)), records::encode(&message));
+    state.put(last_key, seq.to_be_bytes().to_vec());
+    state.put(idem, seq.to_be_bytes().to_vec());
+    Ok(ShardResponse::Appended { seq })
 }
 
 /// Reads a shard's applied state on this node (a follower's may lag its leader's).
