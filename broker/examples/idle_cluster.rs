@@ -54,10 +54,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let leaders: Vec<usize> = nodes.iter().map(|n| n.replicas().iter().filter(|r| r.leader == Some(n.id())).count()).collect();
-    println!("{shards} shards x 3 replicas on 3 nodes after {:.1} s; shard leaders per node: {leaders:?}", started.elapsed().as_secs_f64());
-    // Let leader moves settle before sampling.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let leaders = |nodes: &[Arc<ClusterNode>]| -> Vec<usize> { nodes.iter().map(|n| n.replicas().iter().filter(|r| r.leader == Some(n.id())).count()).collect() };
+    println!("{shards} shards x 3 replicas on 3 nodes after {:.1} s; shard leaders per node: {:?}", started.elapsed().as_secs_f64(), leaders(&nodes));
+    // Let leader moves (preferred leaders claiming their shards) settle before sampling.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    println!("shard leaders per node after 15 s: {:?}", leaders(&nodes));
     let (cpu0, t0) = (cpu_seconds(), Instant::now());
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let (cpu, wall) = (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
