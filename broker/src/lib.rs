@@ -18,11 +18,12 @@
 //! 4. **Routing** ([`routing::tenant_router`]): the single owner of a tenant's queue and
 //!    seat loads opens the conversation and assigns it by the rules in
 //!    [`service::assignment`], writing the record through the store.
-//! 5. **Store** ([`switchboard_raft_store::ConversationLog::append`]): the group-commit
-//!    writer assigns the next seq, checks the idempotency key, and writes the batch with
-//!    one fsync.
-//! 6. **Dispatch** ([`routing::dispatcher`]): after the fsync and in commit order, the
-//!    store's listener posts the message to every live connection of the visitor and
+//! 5. **Log** ([`cluster::log::ClusterLog`], behind
+//!    [`switchboard_raft_store::ConversationLog`]): appends are batched per shard into one
+//!    raft entry; once a quorum has it durable, the shard's state machine checks the
+//!    idempotency key and assigns the next seq.
+//! 6. **Dispatch** ([`routing::dispatcher`]): after the apply and in commit order, the
+//!    shard's listener posts the message to every live connection of the visitor and
 //!    the assigned agent ([`routing::registry`]).
 //! 7. **Delivery** ([`session::core::on_event`]): each connection's
 //!    [`session::subscriptions`] decides: the sender's connection queues `Accepted`,
