@@ -128,11 +128,11 @@ impl ClusterLog {
                         match node.write(shard, ShardCommand::AppendBatch(commands)).await {
                             Ok(ShardResponse::Batch(responses)) if responses.len() == n => {
                                 for (done, r) in dones.into_iter().zip(responses) {
-                                    done(Ok(match r {
-                                        ShardResponse::Duplicate { seq } => AppendOutcome::Duplicate { seq },
-                                        ShardResponse::Appended { seq } => AppendOutcome::Committed { seq },
-                                        _ => AppendOutcome::Committed { seq: 0 },
-                                    }));
+                                    done(match r {
+                                        ShardResponse::Duplicate { seq } => Ok(AppendOutcome::Duplicate { seq }),
+                                        ShardResponse::Appended { seq } => Ok(AppendOutcome::Committed { seq }),
+                                        other => Err(WriteError::Unavailable(format!("unexpected answer to an append: {other:?}"))),
+                                    });
                                 }
                             }
                             Ok(other) => {
@@ -166,15 +166,15 @@ impl ClusterLog {
     fn start(&self, request: AppendRequest, done: impl FnOnce(Result<AppendOutcome, WriteError>) + Send + 'static) {
         let key = (request.conversation, request.sender, request.client_msg_id);
         self.commits.pending.insert(key, Pending { origin: request.origin, received_at: request.received_at });
-        let command = ShardCommand::Append(AppendCommand {
+        let shard = self.shard(request.conversation);
+        let command = AppendCommand {
             conversation: request.conversation,
             sender: request.sender,
             client_msg_id: request.client_msg_id,
             body: request.body,
             sent_at_ms: request.sent_at_ms,
             webhook: request.webhook,
-        });
-        let ShardCommand::Append(command) = command else { return };
+        };
         let commits = self.commits.clone();
         let done: Done = Box::new(move |result| {
             if !matches!(result, Ok(AppendOutcome::Committed { .. })) {
@@ -182,7 +182,7 @@ impl ClusterLog {
             }
             done(result);
         });
-        if let Err(tokio::sync::mpsc::error::SendError((_, done))) = self.batcher(self.shard(request.conversation)).send((command, done)) {
+        if let Err(tokio::sync::mpsc::error::SendError((_, done))) = self.batcher(shard).send((command, done)) {
             done(Err(WriteError::Fatal("the shard's batcher stopped".into())));
         }
     }

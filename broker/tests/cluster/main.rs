@@ -165,7 +165,7 @@ async fn a_full_restart_keeps_messages_cursors_and_conversations() {
         for i in 1..=5u64 {
             cluster.node(writer).write(shard, append(conv, i, &format!("s{shard} m{i}"))).await.expect("append");
         }
-        cluster.node(writer).write(shard, ShardCommand::Ack { conversation: conv, reader: visitor, seq: 3 }).await.expect("ack");
+        cluster.node(writer).write(shard, ShardCommand::AckBatch(vec![(conv, visitor, 3)])).await.expect("ack");
         let record = switchboard_raft_store::ConversationRecord {
             id: conv,
             tenant: switchboard_protocol::TenantId(1),

@@ -56,26 +56,32 @@ pub struct AppendCommand {
     pub webhook: Option<switchboard_protocol::TenantId>,
 }
 
+impl AppendCommand {
+    /// The message this command stores with sequence number `seq`.
+    pub fn message(&self, seq: u64) -> ChatMessage {
+        ChatMessage {
+            conversation: self.conversation,
+            seq,
+            sender: self.sender,
+            client_msg_id: self.client_msg_id,
+            sent_at_ms: self.sent_at_ms,
+            body: self.body.clone(),
+        }
+    }
+}
+
 /// A write to a shard.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShardCommand {
     /// Append a chat message (a duplicate of an earlier one appends nothing).
     Append(AppendCommand),
-    /// `reader` has every message up to `seq` (a cursor never moves backwards).
-    Ack {
-        /// The conversation.
-        conversation: ConversationId,
-        /// Whose cursor.
-        reader: Participant,
-        /// Acknowledged up to here.
-        seq: u64,
-    },
     /// Store a conversation's routing state.
     PutConversation(ConversationRecord),
     /// Several appends in one raft entry (what a node's batcher proposes), applied in
     /// order; answered with one response each.
     AppendBatch(Vec<AppendCommand>),
-    /// Several cursor moves in one raft entry.
+    /// Cursor moves: (conversation, reader, seq) means `reader` has every message up
+    /// to `seq` (a cursor never moves backwards).
     AckBatch(Vec<(ConversationId, Participant, u64)>),
 }
 
@@ -141,10 +147,6 @@ impl Logic<ShardConfig> for ShardLogic {
                 }
                 Ok(ShardResponse::Done)
             }
-            ShardCommand::Ack { conversation, reader, seq } => {
-                apply_ack(state, *conversation, *reader, *seq)?;
-                Ok(ShardResponse::Done)
-            }
             ShardCommand::PutConversation(record) => {
                 state.put(tagged(tag::CONVERSATION, &record.id.0.to_be_bytes()), records::encode(record));
                 Ok(ShardResponse::Done)
@@ -158,18 +160,9 @@ impl Logic<ShardConfig> for ShardLogic {
 
     fn applied(&self, results: &[(ShardCommand, ShardResponse)]) {
         let mut messages: Vec<(ChatMessage, &AppendCommand)> = Vec::new();
-        let note = |a: &'_ AppendCommand, response: &ShardResponse| -> Option<ChatMessage> {
-            match response {
-                ShardResponse::Appended { seq } => Some(ChatMessage {
-                    conversation: a.conversation,
-                    seq: *seq,
-                    sender: a.sender,
-                    client_msg_id: a.client_msg_id,
-                    sent_at_ms: a.sent_at_ms,
-                    body: a.body.clone(),
-                }),
-                _ => None,
-            }
+        let note = |a: &AppendCommand, response: &ShardResponse| match response {
+            ShardResponse::Appended { seq } => Some(a.message(*seq)),
+            _ => None,
         };
         for (command, response) in results {
             match (command, response) {
@@ -207,15 +200,7 @@ fn apply_append(state: &mut Overlay<'_>, a: &AppendCommand) -> Result<ShardRespo
     }
     let last_key = tagged(tag::LAST_SEQ, &a.conversation.0.to_be_bytes());
     let seq = read_u64(state, &last_key, "last seq")?.unwrap_or(0) + 1;
-    let message = ChatMessage {
-        conversation: a.conversation,
-        seq,
-        sender: a.sender,
-        client_msg_id: a.client_msg_id,
-        sent_at_ms: a.sent_at_ms,
-        body: a.body.clone(),
-    };
-    state.put(tagged(tag::MESSAGE, &message_key(a.conversation, seq)), records::encode(&message));
+    state.put(tagged(tag::MESSAGE, &message_key(a.conversation, seq)), records::encode(&a.message(seq)));
     state.put(last_key, seq.to_be_bytes().to_vec());
     state.put(idem, seq.to_be_bytes().to_vec());
     Ok(ShardResponse::Appended { seq })
@@ -245,7 +230,7 @@ impl ShardReader {
         let Some(first) = after_seq.checked_add(1) else { return Ok(Vec::new()) };
         let cf = self.db.db().cf_handle(CF_RAFT_STATE).ok_or(StoreError::Closed)?;
         let start = group_key(self.group, &tagged(tag::MESSAGE, &message_key(conversation, first)));
-        let end = group_key(self.group, &tagged(tag::MESSAGE, &message_key(ConversationId(conversation.0), u64::MAX)));
+        let end = group_key(self.group, &tagged(tag::MESSAGE, &message_key(conversation, u64::MAX)));
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(end);
         let mut out = Vec::new();
