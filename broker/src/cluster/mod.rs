@@ -14,6 +14,7 @@ pub mod log;
 pub mod network;
 pub mod node;
 pub mod rpc;
+mod serve;
 pub mod transport;
 
 pub use node::{ClusterConfig, ClusterNode, RaftTiming};

@@ -3,12 +3,11 @@
 
 use super::network::GroupNetwork;
 use super::rpc::{PeerRequest, PeerResponse, WriteError};
-use super::transport::{BoxFuture, PeerHandler, PeerTransport};
+use super::transport::PeerTransport;
 use dashmap::{DashMap, DashSet};
-use openraft::error::{ClientWriteError, Fatal, RaftError};
+use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard_raft_store::raft::{
@@ -103,11 +102,11 @@ pub struct ReplicaStatus {
 
 /// A node of the cluster.
 pub struct ClusterNode {
-    config: ClusterConfig,
+    pub(super) config: ClusterConfig,
     db: Arc<RaftDb>,
-    transport: Arc<dyn PeerTransport>,
+    pub(super) transport: Arc<dyn PeerTransport>,
     raft_config: Arc<Config>,
-    control: Raft<ControlConfig>,
+    pub(super) control: Raft<ControlConfig>,
     control_changes: watch::Receiver<u64>,
     tables: ControlReader,
     shards: DashMap<u32, ShardReplica>,
@@ -241,7 +240,7 @@ impl ClusterNode {
         self.tables.meta().ok().flatten().map(|m| m.shard_count)
     }
 
-    async fn open_shard(&self, shard: u32) -> Result<ShardReplica, ClusterError> {
+    pub(super) async fn open_shard(&self, shard: u32) -> Result<ShardReplica, ClusterError> {
         let _guard = self.opening.lock().await;
         if let Some(existing) = self.replica(shard) {
             return Ok(existing);
@@ -339,7 +338,7 @@ impl ClusterNode {
         Err("no seed accepted the join yet".into())
     }
 
-    fn is_control_leader(&self) -> bool {
+    pub(super) fn is_control_leader(&self) -> bool {
         let m = self.control.metrics().borrow().clone();
         m.state == ServerState::Leader && m.current_leader == Some(self.config.id)
     }
@@ -365,7 +364,7 @@ impl ClusterNode {
         Ok(())
     }
 
-    async fn control_write(&self, command: ControlCommand) -> Result<ControlResponse, String> {
+    pub(super) async fn control_write(&self, command: ControlCommand) -> Result<ControlResponse, String> {
         match self.control.client_write(command).await {
             Ok(r) => match r.data {
                 ControlResponse::Rejected(why) => Err(why),
@@ -501,55 +500,10 @@ impl ClusterNode {
         shards.into_iter().find(|s| s.shard == shard)?.replicas.into_iter().find(|&n| n != self.config.id)
     }
 
-    fn peer_addr(&self, node: NodeId) -> Option<String> {
+    pub(super) fn peer_addr(&self, node: NodeId) -> Option<String> {
         self.tables.nodes().ok()?.into_iter().find(|n| n.id == node).map(|n| n.addr.peer)
     }
 
-    /// Adds a node to the cluster (on the control-plane leader): the node table, then
-    /// the control group as a learner, then as a voter while there are fewer than
-    /// the configured voters.
-    async fn handle_join(&self, record: NodeRecord) -> Result<ControlResponse, WriteError> {
-        if !self.is_control_leader() {
-            let leader = self.control.metrics().borrow().current_leader;
-            let Some(addr) = leader.filter(|l| *l != self.config.id).and_then(|l| self.peer_addr(l)) else {
-                return Err(WriteError::NotLeader(leader));
-            };
-            return match self.transport.call(&self.config.addr.peer, &addr, PeerRequest::Join(record)).await {
-                Ok(PeerResponse::Control(r)) => r,
-                Ok(other) => Err(WriteError::Unavailable(format!("unexpected answer {other:?}"))),
-                Err(e) => Err(WriteError::Unavailable(e.to_string())),
-            };
-        }
-        let known = self.tables.nodes().map_err(|e| WriteError::Unavailable(e.to_string()))?.into_iter().find(|n| n.id == record.id);
-        if known.as_ref().map(|k| &k.addr) != Some(&record.addr) {
-            self.control_write(ControlCommand::PutNode(record.clone())).await.map_err(WriteError::Unavailable)?;
-        }
-        let m = self.control.metrics().borrow().clone();
-        let membership = m.membership_config.membership().clone();
-        let mut voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        if !voters.contains(&record.id) && !membership.learner_ids().any(|l| l == record.id) {
-            self.control.add_learner(record.id, record.addr.clone(), true).await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
-        }
-        if !voters.contains(&record.id) && voters.len() < self.config.voters {
-            voters.insert(record.id);
-            self.control.change_membership(voters, false).await.map_err(|e| WriteError::Unavailable(e.to_string()))?;
-        }
-        Ok(ControlResponse::Ok)
-    }
-
-    async fn serve_shard<T>(&self, shard: u32, open: bool, f: impl FnOnce(Raft<ShardConfig>) -> T) -> Result<T::Output, Fatal<NodeId>>
-    where
-        T: Future,
-    {
-        let replica = match self.replica(shard) {
-            Some(r) => r,
-            // A leader sending entries or a snapshot means this node is (becoming) a
-            // replica: open the group. Votes alone never create one.
-            None if open && self.shard_count().is_some_and(|n| shard < n) => self.open_shard(shard).await.map_err(|_| Fatal::Stopped)?,
-            None => return Err(Fatal::Stopped),
-        };
-        Ok(f(replica.raft).await)
-    }
 }
 
 async fn reconfigure(raft: &Raft<ShardConfig>, record: &ShardRecord, nodes: &BTreeMap<NodeId, NodeAddr>) -> Result<(), String> {
@@ -569,35 +523,4 @@ async fn reconfigure(raft: &Raft<ShardConfig>, record: &ShardRecord, nodes: &BTr
     raft.change_membership(target, false).await.map_err(|e| e.to_string())?;
     tracing::info!(shard = record.shard, replicas = ?record.replicas, version = record.version, "shard membership changed");
     Ok(())
-}
-
-impl PeerHandler for ClusterNode {
-    fn handle(self: Arc<Self>, request: PeerRequest) -> BoxFuture<PeerResponse> {
-        Box::pin(async move {
-            match request {
-                PeerRequest::ControlAppend(r) => PeerResponse::Append(self.control.append_entries(r).await),
-                PeerRequest::ControlVote(r) => PeerResponse::Vote(self.control.vote(r).await),
-                PeerRequest::ControlSnapshot(r) => PeerResponse::Snapshot(self.control.install_snapshot(r).await),
-                PeerRequest::ShardAppend(shard, r) => {
-                    PeerResponse::Append(self.serve_shard(shard, true, |raft| async move { raft.append_entries(r).await }).await.unwrap_or_else(|f| Err(f.into())))
-                }
-                PeerRequest::ShardVote(shard, r) => {
-                    PeerResponse::Vote(self.serve_shard(shard, false, |raft| async move { raft.vote(r).await }).await.unwrap_or_else(|f| Err(f.into())))
-                }
-                PeerRequest::ShardSnapshot(shard, r) => PeerResponse::Snapshot(
-                    self.serve_shard(shard, true, |raft| async move { raft.install_snapshot(r).await }).await.unwrap_or_else(|f| Err(f.into())),
-                ),
-                PeerRequest::Join(record) => PeerResponse::Control(self.handle_join(record).await),
-                PeerRequest::ControlWrite(command) => PeerResponse::Control(if self.is_control_leader() {
-                    self.control_write(command).await.map_err(WriteError::Unavailable)
-                } else {
-                    Err(WriteError::NotLeader(self.control.metrics().borrow().current_leader))
-                }),
-                PeerRequest::ShardWrite(shard, command) => {
-                    let deadline = Instant::now() + self.config.write_timeout;
-                    PeerResponse::Shard(self.write_local(shard, command, deadline).await)
-                }
-            }
-        })
-    }
 }
