@@ -42,10 +42,13 @@ async fn replicas_agree_and_a_new_leader_continues_the_sequence() {
     cluster.stop(leader).await;
     cluster.wait_until("a remaining node leads the shard", WAIT, |c| c.leader_of(shard).is_some()).await;
     let survivor = *cluster.nodes.keys().next().expect("a survivor");
+    // A slow link (every peer request delayed) slows replication but loses nothing.
+    cluster.faults.set_delay(Some(Duration::from_millis(5)));
     for i in 21..=40u64 {
         let seq = seq_of(cluster.node(survivor).write(shard, append(conv, i, &format!("m{i}"))).await.expect("append after failover"));
         assert_eq!(seq, i, "the sequence continues without a gap or fork");
     }
+    cluster.faults.set_delay(None);
     let alive: Vec<_> = cluster.nodes.keys().copied().collect();
     cluster.wait_until("both survivors have 40 messages", WAIT, |c| alive.iter().all(|&n| c.messages(n, shard, conv).len() == 40)).await;
     for &n in &alive {
