@@ -43,9 +43,10 @@ pub(super) fn knowledge_base(ctx: &Ctx, tenant: TenantId) -> KnowledgeBase {
 }
 
 impl TenantRouter {
-    /// Appends a message from the bot (not awaited: the log orders it after what was
-    /// submitted before).
-    pub(super) fn bot_says(&mut self, conversation: ConversationId, text: String) {
+    /// Appends a message from the bot. Not awaited here; it takes a place in the
+    /// router's write order, so a record change written after it is announced only
+    /// once the message is committed.
+    pub(super) fn bot_says(&mut self, conversation: ConversationId, text: String, ctx: &mut Context<Self>) {
         self.bot_replies += 1;
         let request = AppendRequest {
             conversation,
@@ -59,11 +60,16 @@ impl TenantRouter {
             webhook: self.ctx.directory.webhook(self.tenant).map(|_| self.tenant),
         };
         let append = self.ctx.log.append(request);
-        actix::spawn(async move {
-            if let Err(e) = append.await {
+        let seq = self.next_write;
+        self.next_write += 1;
+        self.writes.insert(seq, Slot::Pending);
+        ctx.spawn(append.into_actor(self).map(move |res, act, ctx| {
+            if let Err(e) = res {
                 tracing::warn!(error = %e, %conversation, "bot reply not stored");
             }
-        });
+            act.writes.insert(seq, Slot::Message);
+            act.release_written(ctx);
+        }));
     }
 
     /// Hands a bot conversation to a skill group's queue.
@@ -76,7 +82,7 @@ impl TenantRouter {
         let (group, placement) = match self.place_in(rec.id, rec.visitor, group, ticket, ctx) {
             Ok(x) => x,
             Err(_) => {
-                self.bot_says(rec.id, "All our agents are busy and the queue is full. Please leave a message; we will get back to you. 客服繁忙，请留言。".into());
+                self.bot_says(rec.id, "All our agents are busy and the queue is full. Please leave a message; we will get back to you. 客服繁忙，请留言。".into(), ctx);
                 return;
             }
         };
@@ -90,7 +96,7 @@ impl TenantRouter {
             Placement::Queued { .. } => rec.state = ConversationState::Queued,
         }
         ::metrics::counter!(metrics::BOT_HANDOFFS).increment(1);
-        self.after_hours_notice(rec.id, group);
+        self.after_hours_notice(rec.id, group, ctx);
         let event = if rec.state == ConversationState::Assigned { "conversation.assigned" } else { "conversation.queued" };
         self.persist(rec, &[event], ctx);
     }
@@ -121,9 +127,9 @@ impl Handler<BotTurn> for TenantRouter {
             return;
         }
         match reply {
-            bot::BotReply::Say(text) => self.bot_says(msg.conversation, text),
+            bot::BotReply::Say(text) => self.bot_says(msg.conversation, text, ctx),
             bot::BotReply::Handoff { group, say } => {
-                self.bot_says(msg.conversation, say);
+                self.bot_says(msg.conversation, say, ctx);
                 self.hand_off(rec, group, ctx);
             }
         }

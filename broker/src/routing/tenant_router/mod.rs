@@ -136,9 +136,22 @@ pub struct TenantRouter {
     /// Queue status last sent per waiting conversation: (position, estimate).
     queue_sent: HashMap<ConversationId, (u32, u32)>,
     handling: HandlingTime,
-    /// Record writes in submission order; `None` while not yet durable.
-    writes: BTreeMap<u64, Option<Written>>,
+    /// Record writes and bot messages in submission order, announced in that order.
+    writes: BTreeMap<u64, Slot>,
     next_write: u64,
+}
+
+/// A write waiting for its turn to be announced. Record writes and bot messages go
+/// to different logs (the node store and the shard groups), so the router orders
+/// them itself: a record is announced only after the bot messages submitted before it
+/// are committed (and so delivered).
+enum Slot {
+    /// Not yet durable.
+    Pending,
+    /// A durable (or failed) record write.
+    Record(Written),
+    /// A committed (or failed) bot message: nothing to announce.
+    Message,
 }
 
 /// A durable (or failed) record write waiting for its turn to be announced.
@@ -233,13 +246,13 @@ impl TenantRouter {
         let (tx, rx) = oneshot::channel();
         let seq = self.next_write;
         self.next_write += 1;
-        self.writes.insert(seq, None);
+        self.writes.insert(seq, Slot::Pending);
         ctx.spawn(async move { durable(write).await }.into_actor(self).map(move |res, act, ctx| {
             let result = res.map_err(|e| {
                 tracing::error!(error = %e, conversation = %rec.id, "conversation record not durable");
                 RouteError::Storage { reason: e.to_string() }
             });
-            act.writes.insert(seq, Some(Written { rec, result, reply: tx, announce, previous }));
+            act.writes.insert(seq, Slot::Record(Written { rec, result, reply: tx, announce, previous }));
             act.release_written(ctx);
         }));
         rx
@@ -248,10 +261,10 @@ impl TenantRouter {
     /// Notifies and answers every completed write that has no earlier write pending.
     fn release_written(&mut self, ctx: &mut Context<Self>) {
         while let Some(entry) = self.writes.first_entry() {
-            if entry.get().is_none() {
+            if matches!(entry.get(), Slot::Pending) {
                 break;
             }
-            let Some(done) = entry.remove() else { break };
+            let Slot::Record(done) = entry.remove() else { continue };
             if done.result.is_ok() {
                 // Only durable state is published: the dispatcher and sessions read
                 // the directory, so nobody acts on a change before it is announced.
@@ -408,9 +421,9 @@ impl Handler<OpenConversation> for TenantRouter {
         };
         let written = self.persist(rec, events, ctx);
         if let Some(bot) = bot {
-            self.bot_says(id, crate::service::bot::welcome(&bot));
+            self.bot_says(id, crate::service::bot::welcome(&bot), ctx);
         } else {
-            self.after_hours_notice(id, group);
+            self.after_hours_notice(id, group, ctx);
         }
         Box::pin(async move { written.await.unwrap_or(Err(RouteError::Unavailable)) }.into_actor(self).map(move |res, act, ctx| match res {
             Ok(()) => Ok(id),

@@ -81,7 +81,7 @@ impl TenantRouter {
     }
 
     /// Outside business hours: tells the visitor the chat waits (leave a message).
-    pub(super) fn after_hours_notice(&mut self, conversation: ConversationId, group: GroupId) {
+    pub(super) fn after_hours_notice(&mut self, conversation: ConversationId, group: GroupId, ctx: &mut Context<Self>) {
         if !self.pool.is_closed(group) {
             return;
         }
@@ -99,6 +99,7 @@ impl TenantRouter {
         self.bot_says(
             conversation,
             format!("We are closed right now. Leave your message here and an agent will answer when we open.{opens} 当前非工作时间，请留言。"),
+            ctx,
         );
     }
 
