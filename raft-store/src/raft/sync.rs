@@ -14,7 +14,8 @@ use std::time::Instant;
 pub(crate) type Done = Box<dyn FnOnce(io::Result<()>) + Send>;
 
 pub(crate) struct Syncer {
-    tx: mpsc::Sender<Done>,
+    tx: Option<mpsc::Sender<Done>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Syncer {
@@ -35,17 +36,36 @@ impl Syncer {
                 }
             }
         });
-        if let Err(e) = spawned {
-            // Without the thread every append reports an I/O error instead of hanging.
-            tracing::error!(error = %e, "cannot start the raft log sync thread");
-        }
-        Syncer { tx }
+        let thread = match spawned {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                // Without the thread every append reports an I/O error instead of hanging.
+                tracing::error!(error = %e, "cannot start the raft log sync thread");
+                None
+            }
+        };
+        Syncer { tx: Some(tx), thread }
     }
 
     /// Runs `done` once everything written to the database so far is durable.
     pub(crate) fn after_sync(&self, done: Done) {
-        if let Err(mpsc::SendError(done)) = self.tx.send(done) {
+        let sent = match &self.tx {
+            Some(tx) => tx.send(done).map_err(|mpsc::SendError(done)| done),
+            None => Err(done),
+        };
+        if let Err(done) = sent {
             done(Err(io::Error::other("raft log sync thread is not running")));
+        }
+    }
+}
+
+impl Drop for Syncer {
+    /// Ends the thread and waits for it, so its handle on the database is gone (the
+    /// database closes with the last handle, never during process exit).
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
