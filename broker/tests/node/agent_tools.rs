@@ -169,6 +169,12 @@ async fn a_busy_agent_gets_no_new_chats_and_a_visitor_can_enter_by_a_groups_entr
     let billing = GroupId(g["id"].as_u64().unwrap());
     let (mut agent, _) = Raw::login(node.tcp, Auth::Agent { token: tok1 }, vec![]).await;
     agent.send(&ClientFrame::SetPresence { presence: Presence::Busy }).await;
+    // SetPresence has no answer. A connection's frames are handled in order and the
+    // seat hands its presence to routing before it answers the next frame, so the Pong
+    // means the visitor below is routed after it (without it, the chat could go to the
+    // agent while its Busy was still in flight).
+    agent.send(&ClientFrame::Ping).await;
+    agent.recv_until(|f| matches!(f, ServerFrame::Pong)).await;
     let (mut v1, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
     let (c1, _) = v1.send_accepted(1, None, "hello").await;
     v1.recv_until(|f| matches!(f, ServerFrame::QueueStatus { conversation, .. } if *conversation == c1)).await;

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use switchboard_protocol::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,7 +46,7 @@ impl Node {
             .args(["--admin-token", "test-admin-token-0123456789"])
             .args(extra)
             .env("RUST_LOG", "info,switchboard_broker=debug")
-            .stdout(Stdio::null())
+            .stdout(logfile.try_clone().unwrap())
             .stderr(logfile)
             .spawn()
             .expect("spawn switchboard");
