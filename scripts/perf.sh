@@ -30,7 +30,7 @@ trap stop_node EXIT
 start_node() {
     NODE_DIR="$(mktemp -d)"
     "$BIN/switchboard" --data-dir "$NODE_DIR" --http-addr 127.0.0.1:0 --tcp-addr 127.0.0.1:0 \
-        --quic-addr 127.0.0.1:0 --log warn "$@" > "$NODE_DIR/node.log" 2>&1 &
+        --quic-addr 127.0.0.1:0 --peer-addr 127.0.0.1:0 --log warn "$@" > "$NODE_DIR/node.log" 2>&1 &
     NODE_PID=$!
     for _ in $(seq 1 200); do
         [ -f "$NODE_DIR/ports.json" ] && break

@@ -73,6 +73,16 @@ pub struct Config {
     pub shards: u32,
     /// Replicas per shard (capped by the number of nodes).
     pub replication: u32,
+    /// Peer link listener (raft and node-to-node traffic), TCP.
+    pub peer_addr: String,
+    /// The peer address other nodes dial; unset: the bound `peer_addr`.
+    pub advertise_peer_addr: Option<String>,
+    /// Peer addresses (`host:port`) of nodes to join through. A node without seeds
+    /// and without state creates a cluster of one; seeds are ignored once it has state.
+    pub seeds: Vec<String>,
+    /// Create a new cluster even though seeds are set (exactly one node of a new
+    /// cluster should).
+    pub bootstrap: bool,
 }
 
 impl Default for Config {
@@ -103,10 +113,15 @@ impl Default for Config {
             webhook_poll_ms: 200,
             push_after_secs: 30,
             shutdown_grace_secs: 10,
-            log: "info".into(),
+            // openraft warns about routine events (votes, membership changes).
+            log: "info,openraft=error".into(),
             node_id: 1,
             shards: 64,
             replication: 3,
+            peer_addr: "127.0.0.1:7002".into(),
+            advertise_peer_addr: None,
+            seeds: Vec::new(),
+            bootstrap: false,
         }
     }
 }
@@ -165,9 +180,30 @@ pub struct ConfigArgs {
     /// Session worker threads, 0 = one per core [default: 0].
     #[arg(long, env = "SWITCHBOARD_WORKERS")]
     pub workers: Option<usize>,
-    /// Log filter [default: info].
+    /// Log filter [default: info,openraft=error].
     #[arg(long, env = "SWITCHBOARD_LOG")]
     pub log: Option<String>,
+    /// This node's id in the cluster, unique and never reused [default: 1].
+    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Peer link address; port 0 picks a free port [default: 127.0.0.1:7002].
+    #[arg(long, env = "SWITCHBOARD_PEER_ADDR")]
+    pub peer_addr: Option<String>,
+    /// Peer address other nodes dial [default: the bound peer address].
+    #[arg(long, env = "SWITCHBOARD_ADVERTISE_PEER_ADDR")]
+    pub advertise_peer_addr: Option<String>,
+    /// Comma-separated peer addresses of nodes to join through [default: none].
+    #[arg(long, env = "SWITCHBOARD_SEEDS", value_delimiter = ',')]
+    pub seeds: Option<Vec<String>>,
+    /// Create a new cluster even though seeds are set.
+    #[arg(long, env = "SWITCHBOARD_BOOTSTRAP")]
+    pub bootstrap: bool,
+    /// Shards of a new cluster (fixed once it exists) [default: 64].
+    #[arg(long, env = "SWITCHBOARD_SHARDS")]
+    pub shards: Option<u32>,
+    /// Replicas per shard, capped by the node count [default: 3].
+    #[arg(long, env = "SWITCHBOARD_REPLICATION")]
+    pub replication: Option<u32>,
 }
 
 /// One problem with a configuration.
@@ -213,6 +249,8 @@ pub struct ListenAddrs {
     pub tcp: SocketAddr,
     /// QUIC.
     pub quic: SocketAddr,
+    /// Peer link.
+    pub peer: SocketAddr,
 }
 
 impl Config {
@@ -239,10 +277,14 @@ impl Config {
         }
         set!(data_dir, http_addr, tcp_addr, quic_addr, tcp_heartbeat_secs, quic_heartbeat_secs, max_frame_len,
              max_message_len, outbound_queue_bytes, agent_grace_secs, auto_close_secs, reopen_window_secs, webhook_retry_base_ms,
-             push_after_secs, workers, log);
+             push_after_secs, workers, log, node_id, peer_addr, seeds, shards, replication);
         if a.admin_token.is_some() {
             cfg.admin_token = a.admin_token;
         }
+        if a.advertise_peer_addr.is_some() {
+            cfg.advertise_peer_addr = a.advertise_peer_addr;
+        }
+        cfg.bootstrap |= a.bootstrap;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -260,6 +302,7 @@ impl Config {
             http_addr: "127.0.0.1:0".into(),
             tcp_addr: "127.0.0.1:0".into(),
             quic_addr: "127.0.0.1:0".into(),
+            peer_addr: "127.0.0.1:0".into(),
             admin_token: Some("test-admin-token".into()),
             workers: 2,
             shutdown_grace_secs: 2,
@@ -282,6 +325,7 @@ impl Config {
         let http = addr("http_addr", &self.http_addr);
         let tcp = addr("tcp_addr", &self.tcp_addr);
         let quic = addr("quic_addr", &self.quic_addr);
+        let peer = addr("peer_addr", &self.peer_addr);
         let mut check = |ok: bool, field: &'static str, problem: String| {
             if !ok {
                 problems.push(ConfigProblem { field, problem });
@@ -325,14 +369,18 @@ impl Config {
         check((1..=max_shards).contains(&self.shards), "shards", format!("{} is not in 1..={max_shards}", self.shards));
         check((1..=7).contains(&self.replication), "replication", format!("{} is not in 1..=7", self.replication));
         check(self.quic_cert.is_some() == self.quic_key.is_some(), "quic_cert", "quic_cert and quic_key must be set together".into());
+        for seed in self.seeds.iter().chain(&self.advertise_peer_addr) {
+            let port = seed.rsplit_once(':').and_then(|(host, port)| port.parse::<u16>().ok().filter(|p| *p > 0 && !host.is_empty()));
+            check(port.is_some(), if self.seeds.contains(seed) { "seeds" } else { "advertise_peer_addr" }, format!("{seed:?} is not host:port"));
+        }
         if let Some(token) = &self.admin_token {
             check(token.len() >= 16, "admin_token", "must be at least 16 characters".into());
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             problems.push(ConfigProblem { field: "log", problem: e.to_string() });
         }
-        match (http, tcp, quic, problems.is_empty()) {
-            (Some(http), Some(tcp), Some(quic), true) => Ok(ListenAddrs { http, tcp, quic }),
+        match (http, tcp, quic, peer, problems.is_empty()) {
+            (Some(http), Some(tcp), Some(quic), Some(peer), true) => Ok(ListenAddrs { http, tcp, quic, peer }),
             _ => Err(ConfigError::Invalid(problems)),
         }
     }
@@ -393,5 +441,16 @@ mod tests {
         let cfg = Config::load(&args).unwrap();
         assert_eq!(cfg.tcp_addr, "127.0.0.1:9000");
         assert_eq!(cfg.workers, 1);
+    }
+
+    #[test]
+    fn cluster_settings_come_from_flags_and_bad_seeds_are_named() {
+        let args = ConfigArgs { node_id: Some(2), seeds: Some(vec!["10.0.0.1:7002".into(), "sb-0.sb:7002".into()]), ..Default::default() };
+        let cfg = Config::load(&args).unwrap();
+        assert_eq!((cfg.node_id, cfg.seeds.len(), cfg.bootstrap), (2, 2, false));
+        let cfg = Config { seeds: vec!["no-port".into(), "host:0".into()], advertise_peer_addr: Some(":7002".into()), ..Config::default() };
+        let ConfigError::Invalid(problems) = cfg.validate().unwrap_err() else { panic!("expected Invalid") };
+        let fields: Vec<_> = problems.iter().map(|p| p.field).collect();
+        assert_eq!(fields, ["seeds", "seeds", "advertise_peer_addr"], "{problems:?}");
     }
 }

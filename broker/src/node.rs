@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use switchboard_protocol::auth::secret_digest;
 use switchboard_protocol::FrameCodec;
 use crate::cluster::log::{ClusterCommits, ClusterLog};
-use crate::cluster::{ClusterConfig, ClusterNode, LocalTransport, PeerHandler};
+use crate::cluster::{ClusterConfig, ClusterNode, PeerHandler, PeerListener, TcpTransport};
 use switchboard_raft_store::raft::{NodeAddr, RaftDb, ShardListener};
 use switchboard_raft_store::{CommitListener, ConversationLog, Store, StoreOptions};
 use tokio::sync::watch;
@@ -31,6 +31,8 @@ pub struct BoundAddrs {
     pub tcp: SocketAddr,
     /// QUIC.
     pub quic: SocketAddr,
+    /// Peer link.
+    pub peer: SocketAddr,
 }
 
 /// A started node.
@@ -45,8 +47,15 @@ pub struct RunningNode {
     http: actix_web::dev::ServerHandle,
     arbiters: Vec<actix::Arbiter>,
     webhooks: WebhookWorker,
-    cluster: Arc<ClusterNode>,
-    raft_runtime: tokio::runtime::Runtime,
+    cluster: Cluster,
+}
+
+/// The node's raft side: its groups, their runtime and the peer link.
+struct Cluster {
+    node: Arc<ClusterNode>,
+    runtime: tokio::runtime::Runtime,
+    listener: PeerListener,
+    dialer: Arc<TcpTransport>,
 }
 
 /// The admin token: configured, or kept in `DATA_DIR/admin-token` (created on first start).
@@ -98,9 +107,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let store = Store::open(&db_path, StoreOptions { max_batch_ops: config.store_max_batch_ops, sync: true }, dispatcher.clone())
         .with_context(|| format!("opening store {}", db_path.display()))?;
     let store = Arc::new(store);
-    let (cluster, raft_runtime, log) = start_cluster(&config, &store, dispatcher.clone()).await?;
+    let (cluster, log) = start_cluster(&config, &store, dispatcher.clone()).await?;
     directory.absorb(Directory::load(&store, log.as_ref()).context("loading the directory")?);
-    let shards = cluster.shard_count().unwrap_or(config.shards);
+    let shards = cluster.node.shard_count().unwrap_or(config.shards);
 
     let router_arbiter = actix::Arbiter::new();
     let routers = Routers::new(router_arbiter.handle());
@@ -116,7 +125,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let quic_config = quic::server_config(&config)?;
     let quic_endpoint = quinn::Endpoint::server(quic_config, listen.quic).with_context(|| format!("binding quic {}", listen.quic))?;
     let http_listener = std::net::TcpListener::bind(listen.http).with_context(|| format!("binding http {}", listen.http))?;
-    let addrs = BoundAddrs { http: http_listener.local_addr()?, tcp: tcp_listener.local_addr()?, quic: quic_endpoint.local_addr()? };
+    let addrs = BoundAddrs { http: http_listener.local_addr()?, tcp: tcp_listener.local_addr()?, quic: quic_endpoint.local_addr()?, peer: cluster.listener.local_addr() };
 
     let cert = std::fs::read(config.data_dir.join(quic::CERT_FILE)).ok().or_else(|| {
         quic::load_or_create_identity(&config).ok().and_then(|(c, _)| c.first().map(|c| c.to_vec()))
@@ -128,9 +137,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         node: NodeInfo {
             version: env!("CARGO_PKG_VERSION"),
             pid: std::process::id(),
-            addresses: Addresses { http: addrs.http.to_string(), tcp: addrs.tcp.to_string(), quic: addrs.quic.to_string() },
+            addresses: Addresses { http: addrs.http.to_string(), tcp: addrs.tcp.to_string(), quic: addrs.quic.to_string(), peer: addrs.peer.to_string() },
             quic_cert_der_hex: cert.map(hex::encode).unwrap_or_default(),
         },
+        cluster: cluster.node.clone(),
     });
     let http = actix_web::HttpServer::new(move || actix_web::App::new().app_data(state.clone()).configure(api::configure))
         .workers(1)
@@ -163,53 +173,83 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         }
     });
 
-    let ports = serde_json::json!({"http": addrs.http.to_string(), "tcp": addrs.tcp.to_string(), "quic": addrs.quic.to_string()});
+    let ports = serde_json::json!({"http": addrs.http.to_string(), "tcp": addrs.tcp.to_string(), "quic": addrs.quic.to_string(), "peer": addrs.peer.to_string()});
     write_file_private(&config.data_dir.join("ports.json"), ports.to_string().as_bytes())?;
     ctx.set_ready(true);
-    tracing::info!(http = %addrs.http, tcp = %addrs.tcp, quic = %addrs.quic, data_dir = %config.data_dir.display(), "switchboard node ready");
-    Ok(RunningNode { ctx, addrs, admin_token, stop, http: http_handle, arbiters, webhooks, cluster, raft_runtime })
+    tracing::info!(http = %addrs.http, tcp = %addrs.tcp, quic = %addrs.quic, peer = %addrs.peer, data_dir = %config.data_dir.display(), "switchboard node ready");
+    Ok(RunningNode { ctx, addrs, admin_token, stop, http: http_handle, arbiters, webhooks, cluster })
 }
 
 /// Starts this node's raft groups on their own runtime, in the same RocksDB as the
-/// store, and waits until every shard it hosts has a leader. A node on its own
-/// creates a cluster of one.
-async fn start_cluster(
-    config: &Config,
-    store: &Arc<Store>,
-    listener: Arc<dyn CommitListener>,
-) -> anyhow::Result<(Arc<ClusterNode>, tokio::runtime::Runtime, Arc<dyn ConversationLog>)> {
+/// store, with the peer link listening. A node without seeds and without state
+/// creates a cluster of one and waits until its shards have leaders; a node with
+/// seeds waits until it has joined (shards that have no leader yet answer
+/// "unavailable, retry" meanwhile).
+async fn start_cluster(config: &Config, store: &Arc<Store>, listener: Arc<dyn CommitListener>) -> anyhow::Result<(Cluster, Arc<dyn ConversationLog>)> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("raft").enable_all().build().context("starting the raft runtime")?;
+    match start_groups(config, store, listener, runtime.handle()).await {
+        Ok((node, listener, dialer, log)) => Ok((Cluster { node, runtime, listener, dialer }, log)),
+        Err(e) => {
+            // Dropping a runtime inside an async context panics.
+            runtime.shutdown_background();
+            Err(e)
+        }
+    }
+}
+
+type Started = (Arc<ClusterNode>, PeerListener, Arc<TcpTransport>, Arc<dyn ConversationLog>);
+
+async fn start_groups(config: &Config, store: &Arc<Store>, listener: Arc<dyn CommitListener>, runtime: &tokio::runtime::Handle) -> anyhow::Result<Started> {
+    let peer_bind = config.peer_addr.clone();
+    let peer_socket = runtime
+        .spawn(async move { tokio::net::TcpListener::bind(&peer_bind).await })
+        .await
+        .context("raft runtime")?
+        .with_context(|| format!("binding the peer link {}", config.peer_addr))?;
+    let bound = peer_socket.local_addr()?;
+    let advertised = config.advertise_peer_addr.clone().unwrap_or_else(|| bound.to_string());
+    if config.advertise_peer_addr.is_none() && bound.ip().is_unspecified() && !config.seeds.is_empty() {
+        tracing::warn!(%bound, "the peer link listens on every interface and advertises {advertised}; set advertise_peer_addr to an address other nodes can dial");
+    }
     let raft_db = RaftDb::on(store.db().clone(), true);
     let commits = ClusterCommits::new(listener, store.clone());
-    let mut cluster_config = ClusterConfig::new(config.node_id, NodeAddr { peer: format!("local-{}", config.node_id), client: config.tcp_addr.clone() });
-    cluster_config.bootstrap = true;
+    let mut cluster_config = ClusterConfig::new(config.node_id, NodeAddr { peer: advertised, client: config.tcp_addr.clone() });
+    cluster_config.bootstrap = config.bootstrap || config.seeds.is_empty();
+    cluster_config.seeds = config.seeds.clone();
     cluster_config.shard_count = config.shards;
     cluster_config.replication = config.replication;
-    let transport = LocalTransport::new();
+    let dialer = TcpTransport::new();
     let shard_listener: Arc<dyn ShardListener> = commits.clone();
     let node = runtime
-        .spawn(ClusterNode::start(cluster_config, raft_db, transport.clone(), Some(shard_listener)))
+        .spawn(ClusterNode::start(cluster_config, raft_db, dialer.clone(), Some(shard_listener)))
         .await
         .context("raft runtime")?
         .context("starting the raft groups")?;
     let handler: Arc<dyn PeerHandler> = node.clone();
-    transport.register(&node.addr().peer, Arc::downgrade(&handler));
+    let weak = Arc::downgrade(&handler);
+    let peer_listener = runtime.spawn(async move { PeerListener::serve(peer_socket, weak) }).await.context("raft runtime")??;
     let deadline = Instant::now() + Duration::from_secs(60);
     let shards = loop {
         if let Some(n) = node.shard_count() {
+            let alone = node.tables().nodes().map(|nodes| nodes.len() <= 1).unwrap_or(true);
             let replicas = node.replicas();
-            if replicas.len() == n as usize && replicas.iter().all(|r| r.leader.is_some()) {
+            if !alone || (replicas.len() == n as usize && replicas.iter().all(|r| r.leader.is_some())) {
                 break n;
             }
         }
-        anyhow::ensure!(Instant::now() < deadline, "the raft groups did not elect leaders within 60 s");
+        if Instant::now() >= deadline {
+            match node.shard_count() {
+                None => anyhow::bail!("could not join a cluster through the seeds {:?} within 60 s", config.seeds),
+                Some(_) => anyhow::bail!("the raft groups did not elect leaders within 60 s"),
+            }
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     if shards != config.shards {
         tracing::warn!(configured = config.shards, stored = shards, "the cluster was created with a different shard count; using the stored one");
     }
-    let log: Arc<dyn ConversationLog> = Arc::new(ClusterLog::new(node.clone(), runtime.handle().clone(), shards, commits));
-    Ok((node, runtime, log))
+    let log: Arc<dyn ConversationLog> = Arc::new(ClusterLog::new(node.clone(), runtime.clone(), shards, commits));
+    Ok((node, peer_listener, dialer, log))
 }
 
 impl RunningNode {
@@ -230,9 +270,11 @@ impl RunningNode {
         self.http.stop(true).await;
         let mut webhooks = self.webhooks;
         let _ = tokio::task::spawn_blocking(move || webhooks.stop()).await;
-        let cluster = self.cluster.clone();
-        let _ = self.raft_runtime.spawn(async move { cluster.shutdown().await }).await;
-        self.raft_runtime.shutdown_background();
+        let Cluster { node, runtime, listener, dialer } = self.cluster;
+        let _ = runtime.spawn(async move { node.shutdown().await }).await;
+        drop(listener);
+        dialer.close_all();
+        runtime.shutdown_background();
         let store = self.ctx.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
         for a in &self.arbiters {

@@ -38,6 +38,8 @@ pub struct ApiState {
     pub metrics: PrometheusHandle,
     /// Facts about this node for `GET /v1/node`.
     pub node: NodeInfo,
+    /// The node's raft side, for `GET /v1/cluster`.
+    pub cluster: std::sync::Arc<crate::cluster::ClusterNode>,
 }
 
 /// `GET /v1/node`.
@@ -62,6 +64,8 @@ pub struct Addresses {
     pub tcp: String,
     /// QUIC.
     pub quic: String,
+    /// Peer link.
+    pub peer: String,
 }
 
 enum Caller {
@@ -130,6 +134,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/v1/node", web::get().to(node_info))
+        .route("/v1/cluster", web::get().to(cluster_status))
         .route("/v1/tenants", web::post().to(directory::create_tenant))
         .route("/v1/tenants", web::get().to(directory::list_tenants))
         .route("/v1/tenants/{tenant}/agents", web::post().to(directory::create_agent))
@@ -174,6 +179,13 @@ async fn readyz(state: web::Data<ApiState>) -> HttpResponse {
 
 async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(crate::metrics::render(&state.metrics))
+}
+
+/// `GET /v1/cluster` (admin): nodes, shards, leaders and replication lag as this
+/// node sees them.
+async fn cluster_status(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    Caller::admin(&req, &state)?;
+    Ok(HttpResponse::Ok().json(state.cluster.status()))
 }
 
 async fn node_info(state: web::Data<ApiState>) -> HttpResponse {

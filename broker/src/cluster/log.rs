@@ -70,6 +70,11 @@ type Done = Box<dyn FnOnce(Result<AppendOutcome, WriteError>) + Send>;
 
 /// Most appends proposed as one raft entry.
 const MAX_BATCH: usize = 512;
+/// Most message bytes in one raft entry (with `max_payload_entries` in the raft
+/// config, this keeps every AppendEntries well under the peer link's frame limit).
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Most cursor moves in one raft entry (about 40 bytes each).
+const MAX_ACK_BATCH: usize = 16 * 1024;
 /// How often coalesced cursor moves are written.
 const ACK_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -115,11 +120,28 @@ impl ClusterLog {
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(AppendCommand, Done)>();
                 let node = self.node.clone();
                 self.runtime.spawn(async move {
-                    while let Some(first) = rx.recv().await {
+                    // An append that did not fit the last batch starts the next.
+                    let mut carried = None;
+                    loop {
+                        let first = match carried.take() {
+                            Some(first) => first,
+                            None => match rx.recv().await {
+                                Some(first) => first,
+                                None => break,
+                            },
+                        };
+                        let mut bytes = first.0.body.len();
                         let mut batch = vec![first];
                         while batch.len() < MAX_BATCH {
                             match rx.try_recv() {
-                                Ok(more) => batch.push(more),
+                                Ok(more) if bytes + more.0.body.len() > MAX_BATCH_BYTES => {
+                                    carried = Some(more);
+                                    break;
+                                }
+                                Ok(more) => {
+                                    bytes += more.0.body.len();
+                                    batch.push(more);
+                                }
                                 Err(_) => break,
                             }
                         }
@@ -248,7 +270,8 @@ async fn flush_cursors(node: &ClusterNode, acks: &DashMap<(ConversationId, Parti
     for ((conversation, reader), seq) in taken {
         by_shard.entry(conversation_shard(conversation, shards)).or_default().push((conversation, reader, seq));
     }
-    for (shard, moves) in by_shard {
+    let chunks = by_shard.into_iter().flat_map(|(shard, moves)| moves.chunks(MAX_ACK_BATCH).map(|c| (shard, c.to_vec())).collect::<Vec<_>>());
+    for (shard, moves) in chunks {
         if let Err(e) = node.write(shard, ShardCommand::AckBatch(moves.clone())).await {
             tracing::debug!(shard, error = %e, "cursors not stored; retrying with the next flush");
             for (conversation, reader, seq) in moves {

@@ -7,7 +7,8 @@
 //!   it leads (learner, catch up, promote, remove), and asks for leadership of the
 //!   shards it is the preferred leader of.
 //! - [`transport`] is the peer link behind a trait, with in-process delivery and
-//!   fault injection for tests; [`network`] adapts it to openraft.
+//!   fault injection for tests; [`tcp`] is the link between processes; [`network`]
+//!   adapts either to openraft.
 //! - [`rpc`] lists what nodes say to each other.
 
 pub mod log;
@@ -15,8 +16,11 @@ pub mod network;
 pub mod node;
 pub mod rpc;
 mod serve;
+pub mod status;
+pub mod tcp;
 pub mod transport;
 
 pub use node::{ClusterConfig, ClusterNode, RaftTiming};
 pub use rpc::{PeerRequest, PeerResponse, WriteError};
+pub use tcp::{PeerListener, TcpTransport};
 pub use transport::{Faults, LocalTransport, PeerError, PeerHandler, PeerTransport};

@@ -98,6 +98,8 @@ pub struct ReplicaStatus {
     pub voters: BTreeSet<NodeId>,
     /// Last log index applied here.
     pub applied: u64,
+    /// On the leader: entries each other voter and learner is behind.
+    pub lag: BTreeMap<NodeId, u64>,
 }
 
 /// A node of the cluster.
@@ -144,6 +146,9 @@ impl ClusterNode {
             election_timeout_max: config.timing.election_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(20_000),
             max_in_snapshot_log_to_keep: 1_000,
+            // Entries are batches of up to 1 MiB (see `log::MAX_BATCH_BYTES`): at most
+            // this many per AppendEntries keeps each under the peer link's 16 MiB frame.
+            max_payload_entries: 8,
             ..Config::default()
         }
         .validate()
@@ -228,6 +233,7 @@ impl ClusterNode {
                     leader: m.current_leader,
                     voters: m.membership_config.membership().voter_ids().collect(),
                     applied: m.last_applied.map(|l| l.index).unwrap_or(0),
+                    lag: lag(m.last_log_index, m.replication.as_ref()),
                 }
             })
             .collect();
@@ -523,4 +529,10 @@ async fn reconfigure(raft: &Raft<ShardConfig>, record: &ShardRecord, nodes: &BTr
     raft.change_membership(target, false).await.map_err(|e| e.to_string())?;
     tracing::info!(shard = record.shard, replicas = ?record.replicas, version = record.version, "shard membership changed");
     Ok(())
+}
+
+/// How far each replica is behind `last` (from a leader's replication metrics).
+pub(super) fn lag(last: Option<u64>, replication: Option<&BTreeMap<NodeId, Option<openraft::LogId<NodeId>>>>) -> BTreeMap<NodeId, u64> {
+    let last = last.unwrap_or(0);
+    replication.map(|r| r.iter().map(|(n, matched)| (*n, last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)))).collect()).unwrap_or_default()
 }

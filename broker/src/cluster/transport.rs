@@ -96,6 +96,11 @@ impl Faults {
         Faults { inner, cut: Arc::default(), delay: Arc::default() }
     }
 
+    /// The same faults in front of another transport (each node's own, over TCP).
+    pub fn sharing(&self, inner: Arc<dyn PeerTransport>) -> Self {
+        Faults { inner, cut: self.cut.clone(), delay: self.delay.clone() }
+    }
+
     /// Cuts every link between `node` and the `others`, both ways.
     pub fn isolate(&self, node: &str, others: &[&str]) {
         if let Ok(mut cut) = self.cut.lock() {

@@ -7,15 +7,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{append, peer, seq_of, TestCluster};
+use support::{append, seq_of, TestCluster};
 use switchboard_protocol::{ConversationId, Participant, VisitorId};
 use switchboard_raft_store::raft::placement::conversation_id;
 use switchboard_raft_store::raft::ShardCommand;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn three_nodes(shards: u32) -> TestCluster {
-    let mut cluster = TestCluster::new(shards, 3);
+async fn three_nodes(mut cluster: TestCluster) -> TestCluster {
     for id in 1..=3 {
         cluster.start(id).await;
     }
@@ -25,7 +24,15 @@ async fn three_nodes(shards: u32) -> TestCluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicas_agree_and_a_new_leader_continues_the_sequence() {
-    let mut cluster = three_nodes(8).await;
+    failover(three_nodes(TestCluster::new(8, 3)).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_tcp_replicas_agree_and_a_new_leader_continues_the_sequence() {
+    failover(three_nodes(TestCluster::over_tcp(8, 3)).await).await;
+}
+
+async fn failover(mut cluster: TestCluster) {
     let shard = 0;
     let conv = conversation_id(shard, 1);
     let leader = cluster.leader_of(shard).expect("a leader");
@@ -67,7 +74,15 @@ async fn replicas_agree_and_a_new_leader_continues_the_sequence() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_partitioned_leader_cannot_acknowledge_and_converges_after_healing() {
-    let mut cluster = three_nodes(8).await;
+    partition(three_nodes(TestCluster::new(8, 3)).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_tcp_a_partitioned_leader_cannot_acknowledge_and_converges_after_healing() {
+    partition(three_nodes(TestCluster::over_tcp(8, 3)).await).await;
+}
+
+async fn partition(mut cluster: TestCluster) {
     let shard = 1;
     let conv = conversation_id(shard, 7);
     let old = cluster.leader_of(shard).expect("a leader");
@@ -75,8 +90,8 @@ async fn a_partitioned_leader_cannot_acknowledge_and_converges_after_healing() {
         cluster.node(old).write(shard, append(conv, i, "before")).await.expect("append");
     }
     let others: Vec<u64> = (1..=3).filter(|&n| n != old).collect();
-    let other_peers: Vec<String> = others.iter().map(|&n| peer(n)).collect();
-    cluster.faults.isolate(&peer(old), &other_peers.iter().map(String::as_str).collect::<Vec<_>>());
+    let other_peers: Vec<String> = others.iter().map(|&n| cluster.peer(n)).collect();
+    cluster.faults.isolate(&cluster.peer(old), &other_peers.iter().map(String::as_str).collect::<Vec<_>>());
 
     // The isolated leader takes the write into its log but cannot commit it.
     let lost = cluster.node(old).write_local(shard, append(conv, 1_000, "never acknowledged"), Instant::now() + Duration::from_secs(2)).await;
@@ -159,7 +174,7 @@ async fn growing_from_one_node_to_three_replicates_every_shard_while_appending()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_restart_keeps_messages_cursors_and_conversations() {
     let shards = 8;
-    let mut cluster = three_nodes(shards).await;
+    let mut cluster = three_nodes(TestCluster::new(shards, 3)).await;
     let visitor = Participant::Visitor(VisitorId(5));
     let mut expected = Vec::new();
     for shard in 0..shards {

@@ -1,17 +1,26 @@
 //! An in-process cluster: every node a real `ClusterNode` on its own RocksDB in a
-//! temp dir, linked by the in-process transport with fault injection.
+//! temp dir, linked either by the in-process transport or by real TCP connections on
+//! loopback, with fault injection in front of either.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_broker::cluster::node::ReplicaStatus;
-use switchboard_broker::cluster::{ClusterConfig, ClusterNode, Faults, LocalTransport, PeerHandler, RaftTiming};
+use switchboard_broker::cluster::{ClusterConfig, ClusterNode, Faults, LocalTransport, PeerHandler, PeerListener, RaftTiming, TcpTransport};
 use switchboard_protocol::{ChatMessage, ConversationId, Participant, VisitorId};
 use switchboard_raft_store::raft::{AppendCommand, NodeAddr, NodeId, RaftDb, ShardCommand, ShardResponse};
 use tempfile::TempDir;
 
+/// How nodes reach each other.
+pub enum Links {
+    /// In-process calls (still encoded as on the wire).
+    Local(Arc<LocalTransport>),
+    /// TCP on loopback: each node listens on its own port and dials the others.
+    Tcp { addrs: BTreeMap<NodeId, String>, listeners: BTreeMap<NodeId, PeerListener>, dialers: BTreeMap<NodeId, Arc<TcpTransport>> },
+}
+
 pub struct TestCluster {
-    pub transport: Arc<LocalTransport>,
+    pub links: Links,
     pub faults: Faults,
     pub nodes: BTreeMap<NodeId, Arc<ClusterNode>>,
     dbs: BTreeMap<NodeId, Arc<RaftDb>>,
@@ -20,15 +29,36 @@ pub struct TestCluster {
     pub replication: u32,
 }
 
-pub fn peer(id: NodeId) -> String {
-    format!("node-{id}")
-}
+/// Node ids a test may use.
+const MAX_NODES: NodeId = 5;
 
 impl TestCluster {
+    /// Nodes linked in-process.
     pub fn new(shards: u32, replication: u32) -> Self {
         let transport = LocalTransport::new();
         let faults = Faults::new(transport.clone());
-        TestCluster { transport, faults, nodes: BTreeMap::new(), dbs: BTreeMap::new(), dirs: BTreeMap::new(), shards, replication }
+        TestCluster { links: Links::Local(transport), faults, nodes: BTreeMap::new(), dbs: BTreeMap::new(), dirs: BTreeMap::new(), shards, replication }
+    }
+
+    /// Nodes linked by TCP on loopback (a port per node, picked now and kept across
+    /// restarts).
+    pub fn over_tcp(shards: u32, replication: u32) -> Self {
+        let addrs = (1..=MAX_NODES)
+            .map(|id| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a peer port");
+                (id, l.local_addr().expect("local addr").to_string())
+            })
+            .collect();
+        let links = Links::Tcp { addrs, listeners: BTreeMap::new(), dialers: BTreeMap::new() };
+        TestCluster { links, faults: Faults::new(LocalTransport::new()), nodes: BTreeMap::new(), dbs: BTreeMap::new(), dirs: BTreeMap::new(), shards, replication }
+    }
+
+    /// Node `id`'s peer address.
+    pub fn peer(&self, id: NodeId) -> String {
+        match &self.links {
+            Links::Local(_) => format!("node-{id}"),
+            Links::Tcp { addrs, .. } => addrs[&id].clone(),
+        }
     }
 
     /// Starts node `id` (node 1 bootstraps; the others join through every other
@@ -36,22 +66,44 @@ impl TestCluster {
     pub async fn start(&mut self, id: NodeId) {
         let dir = self.dirs.entry(id).or_insert_with(|| tempfile::tempdir().expect("temp dir"));
         let db = RaftDb::open(dir.path()).expect("open raft db");
-        let mut config = ClusterConfig::new(id, NodeAddr { peer: peer(id), client: format!("client-{id}") });
+        let mut config = ClusterConfig::new(id, NodeAddr { peer: self.peer(id), client: format!("client-{id}") });
         config.bootstrap = id == 1;
-        config.seeds = (1..=5).filter(|&n| n != id).map(peer).collect();
+        config.seeds = (1..=MAX_NODES).filter(|&n| n != id).map(|n| self.peer(n)).collect();
         config.shard_count = self.shards;
         config.replication = self.replication;
         config.timing = RaftTiming { heartbeat_ms: 50, election_min_ms: 300, election_max_ms: 600 };
-        let node = ClusterNode::start(config, db.clone(), Arc::new(self.faults.clone()), None).await.expect("start node");
+        let transport = match &mut self.links {
+            Links::Local(_) => Arc::new(self.faults.clone()),
+            Links::Tcp { dialers, .. } => {
+                let dialer = TcpTransport::new();
+                dialers.insert(id, dialer.clone());
+                Arc::new(self.faults.sharing(dialer))
+            }
+        };
+        let node = ClusterNode::start(config, db.clone(), transport, None).await.expect("start node");
         let handler: Arc<dyn PeerHandler> = node.clone();
-        self.transport.register(&peer(id), Arc::downgrade(&handler));
+        match &mut self.links {
+            Links::Local(t) => t.register(&format!("node-{id}"), Arc::downgrade(&handler)),
+            Links::Tcp { addrs, listeners, .. } => {
+                let listener = tokio::net::TcpListener::bind(&addrs[&id]).await.expect("bind the node's peer port");
+                listeners.insert(id, PeerListener::serve(listener, Arc::downgrade(&handler)).expect("serve peers"));
+            }
+        }
         self.nodes.insert(id, node);
         self.dbs.insert(id, db);
     }
 
     /// Stops node `id` and waits until its database is closed (its data dir stays).
     pub async fn stop(&mut self, id: NodeId) {
-        self.transport.unregister(&peer(id));
+        match &mut self.links {
+            Links::Local(t) => t.unregister(&format!("node-{id}")),
+            Links::Tcp { listeners, dialers, .. } => {
+                listeners.remove(&id);
+                if let Some(d) = dialers.remove(&id) {
+                    d.close_all();
+                }
+            }
+        }
         if let Some(node) = self.nodes.remove(&id) {
             node.shutdown().await;
             drop(node);

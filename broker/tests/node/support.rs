@@ -29,6 +29,7 @@ pub struct Node {
     pub http: SocketAddr,
     pub tcp: SocketAddr,
     pub quic: SocketAddr,
+    pub peer: SocketAddr,
     pub admin_token: String,
     log: PathBuf,
 }
@@ -43,6 +44,7 @@ impl Node {
         let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(["--data-dir", dir.to_str().unwrap()])
             .args(["--http-addr", "127.0.0.1:0", "--tcp-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
+            .args(if extra.contains(&"--peer-addr") { &[][..] } else { &["--peer-addr", "127.0.0.1:0"][..] })
             .args(["--admin-token", "test-admin-token-0123456789"])
             .args(extra)
             .env("RUST_LOG", "info,switchboard_broker=debug")
@@ -56,6 +58,7 @@ impl Node {
             http: "0.0.0.0:0".parse().unwrap(),
             tcp: "0.0.0.0:0".parse().unwrap(),
             quic: "0.0.0.0:0".parse().unwrap(),
+            peer: "0.0.0.0:0".parse().unwrap(),
             admin_token: "test-admin-token-0123456789".into(),
             log,
         };
@@ -69,6 +72,7 @@ impl Node {
         node.http = v["http"].as_str().unwrap().parse().unwrap();
         node.tcp = v["tcp"].as_str().unwrap().parse().unwrap();
         node.quic = v["quic"].as_str().unwrap().parse().unwrap();
+        node.peer = v["peer"].as_str().unwrap().parse().unwrap();
         let url = format!("http://{}/readyz", node.http);
         wait_until("/readyz", WAIT, || ureq::get(&url).call().is_ok());
         node
