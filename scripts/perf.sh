@@ -7,6 +7,8 @@
 #   scripts/perf.sh idle-quic [CONNECTIONS]    idle QUIC visitors (default 10000)
 #   scripts/perf.sh connect [CONNECTIONS]      TCP connect+login storm (default 10000)
 #   scripts/perf.sh chat RATE [VISITORS AGENTS SECONDS]   durable chat (default 1000 visitors, 50 agents, 20 s)
+#   scripts/perf.sh idle-cluster [NODES SECONDS]   CPU of an idle N-node cluster, 64 shards x 3
+#                                                 (default 3 nodes, 60 s; deploy/local-cluster.sh)
 #   scripts/perf.sh all
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$SWITCHBOARD_ROOT"
@@ -52,7 +54,48 @@ run() { # name, loadtest args...
     return $rc
 }
 
+idle_cluster() { # nodes, seconds
+    local dir
+    dir="$(mktemp -d)"
+    export SB_CLUSTER_DIR="$dir" SB_BIN="$BIN/switchboard" SB_BASE_PORT=27000 SB_NODE_ARGS="--log warn"
+    trap "deploy/local-cluster.sh stop >/dev/null; rm -rf '$dir'" EXIT
+    deploy/local-cluster.sh start "$1" >&2
+    # Wait until every shard is fully replicated, nothing lags and leaders are spread
+    # (every shard's leader known, no node leading 2 more than another), then measure.
+    for _ in $(seq 1 600); do
+        deploy/local-cluster.sh status > "$dir/status" 2>/dev/null || true
+        if grep -q "below their replica count: 0; largest replication lag seen here: 0" "$dir/status" \
+            && python3 -c "
+import re, sys
+leads = [int(x) for x in re.findall(r'leads +(\d+)', open(sys.argv[1]).read())]
+sys.exit(0 if leads and sum(leads) == 64 and max(leads) - min(leads) <= 2 else 1)" "$dir/status"; then break; fi
+        sleep 0.5
+    done
+    cat "$dir/status" >&2
+    python3 - "$dir" "$1" "$2" "$OUT/idle-cluster.json" <<'PY'
+import json, os, sys, time
+d, nodes, secs, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+pids = [int(open(f"{d}/node-{n}/pid").read()) for n in range(1, nodes + 1)]
+tick = os.sysconf("SC_CLK_TCK")
+def cpu(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / tick
+def rss(pid):
+    return int(next(l for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")).split()[1]) * 1024
+start = [cpu(p) for p in pids]; t0 = time.time()
+time.sleep(secs)
+used = [cpu(p) - s for p, s in zip(pids, start)]; wall = time.time() - t0
+per_node = [round(100 * u / wall, 2) for u in used]
+result = {"nodes": nodes, "shards": 64, "replication": 3, "seconds": round(wall, 1),
+          "cpu_percent_of_one_core_per_node": per_node, "cpu_percent_of_one_core_total": round(sum(per_node), 2),
+          "rss_bytes_per_node": [rss(p) for p in pids]}
+json.dump(result, open(out, "w"), indent=2)
+print(json.dumps(result, indent=2))
+PY
+}
+
 case "${1:-all}" in
+    idle-cluster) idle_cluster "${2:-3}" "${3:-60}" ;;
     idle-tcp) run idle-tcp idle --transport tcp --connections "${2:-19000}" --duration 20s ;;
     idle-quic) run idle-quic idle --transport quic --connections "${2:-10000}" --duration 20s ;;
     connect) run connect connect --transport tcp --connections "${2:-10000}" --concurrency 64 ;;
