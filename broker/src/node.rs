@@ -271,8 +271,9 @@ impl RunningNode {
         let mut webhooks = self.webhooks;
         let _ = tokio::task::spawn_blocking(move || webhooks.stop()).await;
         let Cluster { node, runtime, listener, dialer } = self.cluster;
-        let _ = runtime.spawn(async move { node.shutdown().await }).await;
+        // No more peer requests first, so none reopens a group being stopped.
         drop(listener);
+        let _ = runtime.spawn(async move { node.shutdown().await }).await;
         dialer.close_all();
         runtime.shutdown_background();
         let store = self.ctx.store.clone();

@@ -147,8 +147,9 @@ impl ClusterNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(20_000),
             max_in_snapshot_log_to_keep: 1_000,
             // Entries are batches of up to 1 MiB (see `log::MAX_BATCH_BYTES`): at most
-            // this many per AppendEntries keeps each under the peer link's 16 MiB frame.
-            max_payload_entries: 8,
+            // this many per AppendEntries keeps each well under the peer link's 16 MiB
+            // frame and quick to send within one heartbeat interval.
+            max_payload_entries: 4,
             ..Config::default()
         }
         .validate()
@@ -251,6 +252,11 @@ impl ClusterNode {
         if let Some(existing) = self.replica(shard) {
             return Ok(existing);
         }
+        if self.stopped() {
+            // A peer's request arriving during shutdown must not start a group that
+            // nothing would stop.
+            return Err(ClusterError::Raft("the node is stopping".into()));
+        }
         let group = shard_group(shard);
         let logic = ShardLogic::new(shard);
         if let Some(listener) = self.listener.lock().ok().and_then(|l| l.clone()) {
@@ -280,6 +286,8 @@ impl ClusterNode {
             t.abort();
             let _ = t.await;
         }
+        // Waits out a group being opened; later opens see `stopped`.
+        let _opening = self.opening.lock().await;
         let shards: Vec<u32> = self.shards.iter().map(|e| *e.key()).collect();
         for shard in shards {
             if let Some((_, replica)) = self.shards.remove(&shard) {

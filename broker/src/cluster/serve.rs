@@ -22,10 +22,12 @@ impl ClusterNode {
             let Some(addr) = leader.filter(|l| *l != self.config.id).and_then(|l| self.peer_addr(l)) else {
                 return Err(WriteError::NotLeader(leader));
             };
-            return match self.transport.call(&self.config.addr.peer, &addr, PeerRequest::Join(record)).await {
-                Ok(PeerResponse::Control(r)) => r,
-                Ok(other) => Err(WriteError::Unavailable(format!("unexpected answer {other:?}"))),
-                Err(e) => Err(WriteError::Unavailable(e.to_string())),
+            let forwarded = self.transport.call(&self.config.addr.peer, &addr, PeerRequest::Join(record));
+            return match tokio::time::timeout(self.config.write_timeout, forwarded).await {
+                Ok(Ok(PeerResponse::Control(r))) => r,
+                Ok(Ok(other)) => Err(WriteError::Unavailable(format!("unexpected answer {other:?}"))),
+                Ok(Err(e)) => Err(WriteError::Unavailable(e.to_string())),
+                Err(_) => Err(WriteError::Unavailable(format!("the leader did not answer within {:?}", self.config.write_timeout))),
             };
         }
         let known = self.tables().nodes().map_err(|e| WriteError::Unavailable(e.to_string()))?.into_iter().find(|n| n.id == record.id);

@@ -8,7 +8,10 @@
 //! one write, so requests of many groups that fall due together leave together.
 //!
 //! A link that fails is dropped, its waiting requests fail as unreachable, and the
-//! next request dials again (at most every [`REDIAL_AFTER`]).
+//! next request dials again (at most every [`REDIAL_AFTER`]). A link on which callers
+//! give up while nothing has been read for [`SILENT_AFTER`] is taken for dead (a peer
+//! that froze or a network that drops packets without a reset) and closed too. A
+//! request whose caller gave up before it was written is not written.
 
 use super::rpc::{PeerRequest, PeerResponse};
 use super::transport::{BoxFuture, PeerError, PeerHandler, PeerTransport};
@@ -29,6 +32,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub const PEER_LINK_VERSION: u32 = 1;
 /// After a failed dial, requests to that peer fail at once for this long.
 pub const REDIAL_AFTER: Duration = Duration::from_millis(200);
+/// A link with callers giving up and nothing read for this long is closed.
+pub const SILENT_AFTER: Duration = Duration::from_secs(2);
+/// Largest Hello accepted (read before the peer is known).
+const MAX_HELLO_LEN: u32 = 4096;
 /// How long a dial may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a new connection has to say Hello.
@@ -73,13 +80,25 @@ fn codec() -> FrameCodec {
 
 type Waiter = oneshot::Sender<Result<PeerResponse, PeerError>>;
 
+/// A frame queued for a connection's writer: a request (skipped if its caller gave
+/// up meanwhile) or anything else.
+struct Outgoing {
+    request: Option<u64>,
+    bytes: Vec<u8>,
+}
+
 /// One live connection to a peer.
 struct Link {
     to: String,
-    out: mpsc::UnboundedSender<Vec<u8>>,
+    out: mpsc::UnboundedSender<Outgoing>,
     /// Requests waiting for their answer; `None` once the link is closed.
     pending: Mutex<Option<HashMap<u64, Waiter>>>,
     next_id: AtomicU64,
+    born: Instant,
+    /// When a frame was last read, in ms since `born`.
+    last_read_ms: AtomicU64,
+    /// The reader and writer tasks, stopped when the link closes.
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl Link {
@@ -87,12 +106,27 @@ impl Link {
         self.pending.lock().map(|p| p.is_some()).unwrap_or(false)
     }
 
-    /// Closes the link: every waiting request fails with `reason`.
+    fn is_pending(&self, id: u64) -> bool {
+        self.pending.lock().map(|p| p.as_ref().is_some_and(|p| p.contains_key(&id))).unwrap_or(false)
+    }
+
+    /// Closes the link: every waiting request fails with `reason`, the socket closes.
     fn close(&self, reason: &str) {
         let waiting = self.pending.lock().ok().and_then(|mut p| p.take());
         for (_, waiter) in waiting.into_iter().flatten() {
             let _ = waiter.send(Err(PeerError::Unreachable(self.to.clone(), reason.to_string())));
         }
+        for task in self.tasks.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default() {
+            task.abort();
+        }
+    }
+
+    fn heard(&self) {
+        self.last_read_ms.store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        self.born.elapsed().saturating_sub(Duration::from_millis(self.last_read_ms.load(Ordering::Relaxed)))
     }
 
     fn answer(&self, id: u64, response: PeerResponse) {
@@ -110,21 +144,22 @@ impl Link {
         Some(rx)
     }
 
-    fn forget(&self, id: u64) {
-        if let Ok(mut p) = self.pending.lock() {
-            if let Some(p) = p.as_mut() {
-                p.remove(&id);
-            }
-        }
+    /// Drops the waiter of `id`; true if it was still waiting (its caller gave up).
+    fn forget(&self, id: u64) -> bool {
+        self.pending.lock().ok().and_then(|mut p| p.as_mut().and_then(|p| p.remove(&id))).is_some()
     }
 }
 
-/// Removes a request's waiter when its caller stops waiting (timeout, cancel).
+/// Removes a request's waiter when its caller stops waiting (timeout, cancel), and
+/// closes a link that has gone silent.
 struct Forget<'a>(&'a Link, u64);
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.0.forget(self.1);
+        if self.0.forget(self.1) && self.0.silent_for() > SILENT_AFTER {
+            tracing::debug!(to = %self.0.to, "peer link silent; closing it");
+            self.0.close(&format!("nothing heard for more than {SILENT_AFTER:?}"));
+        }
     }
 }
 
@@ -149,6 +184,7 @@ impl TcpTransport {
     /// Closes every link (waiting requests fail as unreachable).
     pub fn close_all(&self) {
         for slot in self.slots.iter() {
+            // A slot in the middle of a dial is left to it (its link has no waiters yet).
             if let Ok(guard) = slot.link.try_lock() {
                 if let Some(link) = guard.as_ref() {
                     link.close("transport closed");
@@ -205,11 +241,21 @@ async fn dial(from: &str, to: &str) -> Result<Arc<Link>, PeerError> {
     let (mut reader, writer) = stream.into_split();
     let hello = codec().encode_to_vec(&PeerFrame::Hello { version: PEER_LINK_VERSION, from: from.to_string() }).map_err(|e| PeerError::Codec(e.to_string()))?;
     let (out, rx) = mpsc::unbounded_channel();
-    let _ = out.send(hello);
-    let link = Arc::new(Link { to: to.to_string(), out, pending: Mutex::new(Some(HashMap::new())), next_id: AtomicU64::new(1) });
+    let _ = out.send(Outgoing { request: None, bytes: hello });
+    let link = Arc::new(Link {
+        to: to.to_string(),
+        out,
+        pending: Mutex::new(Some(HashMap::new())),
+        next_id: AtomicU64::new(1),
+        born: Instant::now(),
+        last_read_ms: AtomicU64::new(0),
+        tasks: Mutex::new(Vec::new()),
+    });
     let weak = Arc::downgrade(&link);
-    tokio::spawn(async move {
-        let reason = match write_loop(writer, rx).await {
+    let keep_weak = weak.clone();
+    let keep = move |id: u64| keep_weak.upgrade().is_some_and(|l| l.is_pending(id));
+    let writer_task = tokio::spawn(async move {
+        let reason = match write_loop(writer, rx, keep).await {
             Ok(()) => "link dropped".to_string(),
             Err(e) => format!("write failed: {e}"),
         };
@@ -218,12 +264,15 @@ async fn dial(from: &str, to: &str) -> Result<Arc<Link>, PeerError> {
         }
     });
     let weak = Arc::downgrade(&link);
-    tokio::spawn(async move {
+    let reader_task = tokio::spawn(async move {
         let codec = codec();
         let reason = loop {
             match codec.read_frame::<PeerFrame, _>(&mut reader).await {
                 Ok(Some(PeerFrame::Response { id, response })) => match weak.upgrade() {
-                    Some(link) => link.answer(id, response),
+                    Some(link) => {
+                        link.heard();
+                        link.answer(id, response);
+                    }
                     None => break "link dropped".to_string(),
                 },
                 Ok(Some(PeerFrame::Refused { reason })) => break format!("refused: {reason}"),
@@ -237,22 +286,31 @@ async fn dial(from: &str, to: &str) -> Result<Arc<Link>, PeerError> {
             link.close(&reason);
         }
     });
+    if let Ok(mut tasks) = link.tasks.lock() {
+        tasks.push(writer_task.abort_handle());
+        tasks.push(reader_task.abort_handle());
+    }
     Ok(link)
 }
 
-/// Writes what is queued, many frames per write, until the queue closes.
-async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) -> std::io::Result<()> {
+/// Writes what is queued, many frames per write, until the queue closes. Requests
+/// for which `keep` says no (their caller gave up) are skipped.
+async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>, keep: impl Fn(u64) -> bool) -> std::io::Result<()> {
     let mut buf = Vec::new();
     while let Some(first) = rx.recv().await {
         buf.clear();
-        buf.extend_from_slice(&first);
-        while buf.len() < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(more) => buf.extend_from_slice(&more),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(frame) = next.take() {
+            if frame.request.is_none_or(&keep) {
+                buf.extend_from_slice(&frame.bytes);
+            }
+            if buf.len() < WRITE_BATCH {
+                next = rx.try_recv().ok();
             }
         }
-        writer.write_all(&buf).await?;
+        if !buf.is_empty() {
+            writer.write_all(&buf).await?;
+        }
     }
     Ok(())
 }
@@ -269,7 +327,7 @@ impl PeerTransport for TcpTransport {
                 return Err(PeerError::Unreachable(to, "link closed".into()));
             };
             let _forget = Forget(&link, id);
-            if link.out.send(frame).is_err() {
+            if link.out.send(Outgoing { request: Some(id), bytes: frame }).is_err() {
                 link.close("writer stopped");
             }
             answer.await.unwrap_or_else(|_| Err(PeerError::Unreachable(to, "link closed".into())))
@@ -327,15 +385,17 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, handler: Weak<d
     let _ = stream.set_nodelay(true);
     let (mut reader, writer) = stream.into_split();
     let codec = codec();
-    let (out, rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let writer_task = tokio::spawn(write_loop(writer, rx));
+    let (out, rx) = mpsc::unbounded_channel::<Outgoing>();
+    let writer_task = tokio::spawn(write_loop(writer, rx, |_| true));
     let refuse = |reason: String| {
         tracing::warn!(%remote, %reason, "peer link refused");
-        if let Ok(frame) = codec.encode_to_vec(&PeerFrame::Refused { reason }) {
-            let _ = out.send(frame);
+        if let Ok(bytes) = codec.encode_to_vec(&PeerFrame::Refused { reason }) {
+            let _ = out.send(Outgoing { request: None, bytes });
         }
     };
-    let from = match tokio::time::timeout(HELLO_TIMEOUT, codec.read_frame::<PeerFrame, _>(&mut reader)).await {
+    let hello_codec = FrameCodec::new(MAX_HELLO_LEN);
+    let hello = hello_codec.read_frame::<PeerFrame, _>(&mut reader);
+    let from = match tokio::time::timeout(HELLO_TIMEOUT, hello).await {
         Ok(Ok(Some(PeerFrame::Hello { version, from }))) if version == PEER_LINK_VERSION => from,
         Ok(Ok(Some(PeerFrame::Hello { version, .. }))) => {
             refuse(format!("peer link version {version} is not supported; this node speaks {PEER_LINK_VERSION}"));
@@ -364,8 +424,8 @@ async fn serve_connection(stream: TcpStream, remote: SocketAddr, handler: Weak<d
                 tokio::spawn(async move {
                     let response = handler.handle(request).await;
                     match codec.encode_to_vec(&PeerFrame::Response { id, response }) {
-                        Ok(frame) => {
-                            let _ = out.send(frame);
+                        Ok(bytes) => {
+                            let _ = out.send(Outgoing { request: None, bytes });
                         }
                         Err(e) => tracing::error!(%e, "cannot encode a peer answer; the caller will time out"),
                     }
@@ -460,6 +520,31 @@ mod tests {
             assert!(started.elapsed() < Duration::from_secs(10), "never dialled again");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_accepts_but_never_answers_is_dropped_and_dialled_again() {
+        // A frozen peer: the kernel accepts, nothing ever answers.
+        let frozen = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = frozen.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = accepted.clone();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = frozen.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+        let transport = TcpTransport::new();
+        let started = Instant::now();
+        while accepted.load(Ordering::SeqCst) < 2 {
+            assert!(started.elapsed() < Duration::from_secs(30), "the silent link was never replaced");
+            let call = transport.call("me", &addr, PeerRequest::ControlWrite(ControlCommand::RemoveNode(1)));
+            assert!(tokio::time::timeout(Duration::from_millis(200), call).await.is_err(), "a frozen peer cannot answer");
+        }
+        assert!(started.elapsed() >= SILENT_AFTER, "closed only after {SILENT_AFTER:?} of silence");
+        holder.abort();
     }
 
     #[tokio::test]
