@@ -242,7 +242,13 @@ where
     loop {
         let next = tokio::select! {
             r = tokio::time::timeout(silence, ctx.codec.read_payload(&mut reader)) => r,
-            _ = out_closed(&out) => break,
+            _ = out_closed(&out) => {
+                // The writer gave up (the peer reset the connection, or a slow consumer
+                // was cut off): the session must end too, or an agent whose socket
+                // died mid-write would stay online with nobody behind it.
+                let _ = session.send(FromReader::Closed { error: None }).await;
+                break;
+            }
         };
         let msg = match next {
             Err(_) => FromReader::Closed {
