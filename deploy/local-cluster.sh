@@ -5,6 +5,8 @@
 #
 #   deploy/local-cluster.sh start [N]   start N nodes (default 3) and wait until ready
 #   deploy/local-cluster.sh status      the cluster as node 1 (or the first live node) sees it
+#   deploy/local-cluster.sh drain N     move every replica off node N
+#   deploy/local-cluster.sh remove N    remove drained node N (then stop it: kill its pid)
 #   deploy/local-cluster.sh stop        SIGTERM every node and wait for it to exit
 #
 # Environment:
@@ -82,22 +84,28 @@ cmd_start() {
 }
 
 cmd_status() {
+    local bin
+    bin="$(binary)"
     for f in "$DIR"/node-*/pid; do
         local n
         n="$(basename "$(dirname "$f")")"; n="${n#node-}"
         kill -0 "$(cat "$f")" 2>/dev/null || continue
-        python3 - "$(http_of "$n")" "$(cat "$DIR/admin-token")" <<'PY'
-import json, sys, urllib.request
-req = urllib.request.Request(f"http://{sys.argv[1]}/v1/cluster", headers={"authorization": f"Bearer {sys.argv[2]}"})
-s = json.load(urllib.request.urlopen(req, timeout=5))
-print(f"as seen by node {s['node']}: control leader {s['control_leader']}, {s['shard_count']} shards x {s['replication']} replicas")
-for n in s["nodes"]:
-    print(f"  node {n['id']:>3} {n['state']:<9} {'voter  ' if n['voter'] else 'learner'} leads {n['leads']:>4}  peer {n['peer']}  client {n['client']}")
-short = [x for x in s["shards"] if len(x["replicas"]) < min(s["replication"] or 0, len(s["nodes"]))]
-lag = max([v for x in s["shards"] if x["here"] for v in x["here"]["lag"].values()] or [0])
-print(f"  shards below their replica count: {len(short)}; largest replication lag seen here: {lag} entries")
-PY
-        return 0
+        "$bin" cluster status --url "http://$(http_of "$n")" --admin-token "$(cat "$DIR/admin-token")"
+        return $?
+    done
+    echo "no node of $DIR is running" >&2
+    return 1
+}
+
+cmd_cluster() { # drain|remove NODE: asks the first live node
+    local bin
+    bin="$(binary)"
+    for f in "$DIR"/node-*/pid; do
+        local n
+        n="$(basename "$(dirname "$f")")"; n="${n#node-}"
+        kill -0 "$(cat "$f")" 2>/dev/null || continue
+        "$bin" cluster "$@" --url "http://$(http_of "$n")" --admin-token "$(cat "$DIR/admin-token")"
+        return $?
     done
     echo "no node of $DIR is running" >&2
     return 1
@@ -122,6 +130,7 @@ cmd_stop() {
 case "${1:-}" in
     start) shift; cmd_start "$@" ;;
     status) cmd_status ;;
+    drain|remove) cmd_cluster "$@" ;;
     stop) cmd_stop ;;
-    *) sed -n '2,19p' "$0"; exit 2 ;;
+    *) sed -n '2,21p' "$0"; exit 2 ;;
 esac

@@ -64,10 +64,11 @@ idle_cluster() { # nodes, seconds
     # (every shard's leader known, no node leading 2 more than another), then measure.
     for _ in $(seq 1 600); do
         deploy/local-cluster.sh status > "$dir/status" 2>/dev/null || true
-        if grep -q "below their replica count: 0; largest replication lag seen here: 0" "$dir/status" \
+        if grep -q "shards below 3 replicas: 0; shards here without a known leader: 0; largest replication lag seen here: 0" "$dir/status" \
             && python3 -c "
-import re, sys
-leads = [int(x) for x in re.findall(r'leads +(\d+)', open(sys.argv[1]).read())]
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.split() and l.split()[0].isdigit()]
+leads = [int(r[3]) for r in rows]
 sys.exit(0 if leads and sum(leads) == 64 and max(leads) - min(leads) <= 2 else 1)" "$dir/status"; then break; fi
         sleep 0.5
     done

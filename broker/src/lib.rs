@@ -33,6 +33,7 @@
 //!    on reconnect, `Hello.resume` (or that cursor) says where delivery resumes.
 
 pub mod api;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod context;

@@ -20,6 +20,9 @@ enum Command {
     Run(ConfigArgs),
     /// Print the embedded default configuration as TOML.
     PrintDefaultConfig,
+    /// Cluster operations against a running node (status, drain, remove).
+    #[command(subcommand)]
+    Cluster(switchboard_broker::cli::ClusterCommand),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +31,18 @@ fn main() -> ExitCode {
         Some(Command::PrintDefaultConfig) => {
             print!("{}", Config::default_toml());
             return ExitCode::SUCCESS;
+        }
+        Some(Command::Cluster(command)) => {
+            return match switchboard_broker::cli::run(command) {
+                Ok(text) => {
+                    println!("{}", text.trim_end());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Some(Command::Run(args)) => args,
         None => cli.args,

@@ -19,9 +19,16 @@ pub enum ApiError {
     /// The request is invalid.
     #[error("{0}")]
     BadRequest(String),
+    /// The request conflicts with the current state (e.g. removing a node that still
+    /// holds replicas).
+    #[error("{0}")]
+    Conflict(String),
     /// The store failed.
     #[error("storage unavailable: {0}")]
     Storage(String),
+    /// The cluster cannot carry it out now (no leader reachable); retry.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// Anything else.
     #[error("internal error: {0}")]
     Internal(String),
@@ -41,7 +48,9 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Conflict(_) => "conflict",
             ApiError::Storage(_) => "storage_unavailable",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -54,7 +63,8 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Storage(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -135,6 +135,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics))
         .route("/v1/node", web::get().to(node_info))
         .route("/v1/cluster", web::get().to(cluster_status))
+        .route("/v1/cluster/nodes/{node}/drain", web::post().to(drain_node))
+        .route("/v1/cluster/nodes/{node}", web::delete().to(remove_node))
         .route("/v1/tenants", web::post().to(directory::create_tenant))
         .route("/v1/tenants", web::get().to(directory::list_tenants))
         .route("/v1/tenants/{tenant}/agents", web::post().to(directory::create_agent))
@@ -186,6 +188,29 @@ async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
 async fn cluster_status(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     Caller::admin(&req, &state)?;
     Ok(HttpResponse::Ok().json(state.cluster.status()))
+}
+
+/// `POST /v1/cluster/nodes/{node}/drain` (admin): move every replica off `node`.
+async fn drain_node(req: HttpRequest, state: web::Data<ApiState>, node: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+    Caller::admin(&req, &state)?;
+    state.cluster.drain(*node).await.map_err(cluster_error)?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"node": *node, "state": "Draining"})))
+}
+
+/// `DELETE /v1/cluster/nodes/{node}` (admin): remove a drained node.
+async fn remove_node(req: HttpRequest, state: web::Data<ApiState>, node: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+    Caller::admin(&req, &state)?;
+    state.cluster.remove(*node).await.map_err(cluster_error)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn cluster_error(e: crate::cluster::WriteError) -> ApiError {
+    use crate::cluster::WriteError;
+    match e {
+        WriteError::Refused(why) if why.starts_with("no node") => ApiError::NotFound(why),
+        WriteError::Refused(why) => ApiError::Conflict(why),
+        other => ApiError::Unavailable(other.to_string()),
+    }
 }
 
 async fn node_info(state: web::Data<ApiState>) -> HttpResponse {

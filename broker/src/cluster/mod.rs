@@ -11,6 +11,7 @@
 //!   adapts either to openraft.
 //! - [`rpc`] lists what nodes say to each other.
 
+mod admin;
 pub mod log;
 pub mod network;
 pub mod node;

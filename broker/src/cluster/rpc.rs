@@ -26,6 +26,8 @@ pub enum PeerRequest {
     ControlWrite(ControlCommand),
     /// A shard write, for that shard's leader.
     ShardWrite(u32, ShardCommand),
+    /// "Remove this drained node": for the control-plane leader.
+    RemoveNode(NodeId),
 }
 
 /// The answer to a [`PeerRequest`].
@@ -59,4 +61,7 @@ pub enum WriteError {
     /// The group stopped.
     #[error("raft group stopped: {0}")]
     Fatal(String),
+    /// The state does not allow it (e.g. the node still holds replicas).
+    #[error("refused: {0}")]
+    Refused(String),
 }

@@ -79,11 +79,7 @@ impl PeerHandler for ClusterNode {
                     self.serve_shard(shard, true, |raft| async move { raft.install_snapshot(r).await }).await.unwrap_or_else(|f| Err(f.into())),
                 ),
                 PeerRequest::Join(record) => PeerResponse::Control(self.handle_join(record).await),
-                PeerRequest::ControlWrite(command) => PeerResponse::Control(if self.is_control_leader() {
-                    self.control_write(command).await.map_err(WriteError::Unavailable)
-                } else {
-                    Err(WriteError::NotLeader(self.control.metrics().borrow().current_leader))
-                }),
+                request @ (PeerRequest::ControlWrite(_) | PeerRequest::RemoveNode(_)) => PeerResponse::Control(self.lead_request(request).await),
                 PeerRequest::ShardWrite(shard, command) => {
                     let deadline = Instant::now() + self.config.write_timeout;
                     PeerResponse::Shard(self.write_local(shard, command, deadline).await)

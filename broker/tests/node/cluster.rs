@@ -1,8 +1,10 @@
 //! Three `switchboard` processes on loopback form one cluster over the TCP peer link.
 
-use crate::support::{wait_until, Node};
+use crate::support::{create_tenant, wait_until, Node, Raw};
 use serde_json::Value;
+use std::process::Command;
 use std::time::{Duration, Instant};
+use switchboard_protocol::Auth;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -66,6 +68,90 @@ fn three_processes_form_a_cluster_survive_a_kill_9_and_take_the_node_back() {
         let s = status(&nodes[0]).unwrap_or_default();
         s["shards"].as_array().cloned().unwrap_or_default().iter().all(|sh| sh["here"]["lag"].as_object().is_none_or(|lag| lag.values().all(|v| v == 0)))
     });
+    for n in &nodes {
+        n.assert_no_panic();
+    }
+}
+
+/// Starts node 1 and, joined through it, nodes 2..=count (8 shards).
+fn cluster(dirs: &[tempfile::TempDir]) -> Vec<Node> {
+    let common = ["--shards", "8"];
+    let mut nodes = vec![Node::start(dirs[0].path(), &[&common[..], &["--node-id", "1"]].concat())];
+    let seed = nodes[0].peer.to_string();
+    for (i, dir) in dirs.iter().enumerate().skip(1) {
+        let id = (i + 1).to_string();
+        nodes.push(Node::start(dir.path(), &[&common[..], &["--node-id", &id, "--seeds", &seed]].concat()));
+    }
+    nodes
+}
+
+/// `switchboard cluster ARGS --url <node> --admin-token ...`: (success, stdout + stderr).
+fn cli(node: &Node, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("cluster")
+        .args(args)
+        .args(["--url", &node.url(""), "--admin-token", &node.admin_token])
+        .output()
+        .expect("run switchboard cluster");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_drained_under_traffic_hands_over_its_replicas_and_is_removed() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = cluster(&dirs);
+    for n in &nodes {
+        wait_until("three active nodes, a leader for every shard", WAIT, || settled(n, &[1, 2, 3], 3));
+    }
+    let (ok, text) = cli(&nodes[1], &["status"]);
+    assert!(ok && text.contains("shards below 3 replicas: 0"), "{text}");
+    // Not before it is drained.
+    let (ok, text) = cli(&nodes[0], &["remove", "3"]);
+    assert!(!ok && text.contains("409") && text.contains("still holds a replica"), "{text}");
+
+    // A visitor on node 1 keeps writing while node 3 drains.
+    let tenant = create_tenant(&nodes[0], "acme");
+    let (mut visitor, _) = Raw::login(nodes[0].tcp, Auth::Anonymous { tenant: tenant.id }, vec![]).await;
+    let (conversation, _) = visitor.send_accepted(1, None, "m1").await;
+    let drained = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = drained.clone();
+    let writer = tokio::spawn(async move {
+        let mut sent = 1;
+        // Until the drain is over (at most 20 000 messages).
+        while !writing.load(std::sync::atomic::Ordering::Acquire) && sent < 20_000 {
+            sent += 1;
+            let (_, seq) = visitor.send_accepted(sent, Some(conversation), &format!("m{sent}")).await;
+            assert_eq!(seq, sent, "every message accepted in order");
+        }
+        sent
+    });
+    let (ok, text) = cli(&nodes[1], &["drain", "3"]);
+    assert!(ok, "{text}");
+    wait_until("node 3 holds no replica and every shard has two", WAIT, || {
+        let s = status(&nodes[0]).unwrap_or_default();
+        let shards = s["shards"].as_array().cloned().unwrap_or_default();
+        let draining = s["nodes"].as_array().cloned().unwrap_or_default().iter().any(|n| n["id"] == 3 && n["state"] == "Draining");
+        draining && shards.iter().all(|sh| sh["replicas"].as_array().is_some_and(|r| r.len() == 2 && !r.contains(&Value::from(3))) && sh["leader"].as_u64().is_some_and(|l| l != 3))
+    });
+    drained.store(true, std::sync::atomic::Ordering::Release);
+    let sent = writer.await.expect("writer");
+    eprintln!("{sent} messages accepted while node 3 drained");
+    let (ok, text) = cli(&nodes[0], &["remove", "3"]);
+    assert!(ok, "{text}");
+    wait_until("node 3 is gone from the node table", WAIT, || settled(&nodes[1], &[1, 2], 2) && status(&nodes[1]).is_some_and(|s| s["nodes"].as_array().is_some_and(|n| n.len() == 2)));
+
+    // Every accepted message is there, once, in order.
+    let mut bodies: Vec<String> = Vec::new();
+    loop {
+        let url = nodes[0].url(&format!("/v1/tenants/{}/conversations/{}/messages?after_seq={}&limit=1000", tenant.id.0, conversation.0, bodies.len()));
+        let page: Value = ureq::get(&url).set("authorization", &format!("Bearer {}", tenant.api_key)).call().unwrap().into_json().unwrap();
+        let page = page.as_array().cloned().unwrap_or_default();
+        if page.is_empty() {
+            break;
+        }
+        bodies.extend(page.iter().map(|m| m["body"].as_str().unwrap_or_default().to_string()));
+    }
+    assert_eq!(bodies, (1..=sent).map(|i| format!("m{i}")).collect::<Vec<_>>());
     for n in &nodes {
         n.assert_no_panic();
     }
