@@ -271,7 +271,15 @@ impl RunningNode {
         let mut webhooks = self.webhooks;
         let _ = tokio::task::spawn_blocking(move || webhooks.stop()).await;
         let Cluster { node, runtime, listener, dialer } = self.cluster;
-        // No more peer requests first, so none reopens a group being stopped.
+        // Leaderships move to other nodes now, not an election timeout after this
+        // node goes quiet (the peers still reach it meanwhile).
+        let handing = node.clone();
+        if let Ok((left, led)) = runtime.spawn(async move { handing.hand_off_leadership(Duration::from_secs(5)).await }).await {
+            if led > 0 {
+                tracing::info!(handed_off = led - left, led, "leaderships handed off");
+            }
+        }
+        // No more peer requests, so none reopens a group being stopped.
         drop(listener);
         let _ = runtime.spawn(async move { node.shutdown().await }).await;
         dialer.close_all();

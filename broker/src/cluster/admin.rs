@@ -99,3 +99,68 @@ impl ClusterNode {
         Ok(response)
     }
 }
+
+impl ClusterNode {
+    /// Before stopping: asks an up-to-date voter of every group this node leads to
+    /// start an election, so leadership moves now rather than an election timeout
+    /// after this node goes quiet. Waits until this node leads nothing or `within`
+    /// passed; returns (groups still led, groups led at the start).
+    pub async fn hand_off_leadership(&self, within: std::time::Duration) -> (usize, usize) {
+        self.leaving.store(true, std::sync::atomic::Ordering::Release);
+        let deadline = std::time::Instant::now() + within;
+        let mut at_start = None;
+        loop {
+            let led = self.led_groups();
+            let led_count = led.len();
+            at_start.get_or_insert(led_count);
+            if led.is_empty() || std::time::Instant::now() >= deadline {
+                return (led_count, at_start.unwrap_or(0));
+            }
+            for (group, successor) in led {
+                let Some(addr) = successor.and_then(|n| self.peer_addr(n)) else { continue };
+                let call = self.transport.call(&self.addr().peer, &addr, PeerRequest::TakeLeadership(group));
+                // Asked, not awaited: the vote itself shows in this node's metrics.
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), call).await;
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Groups this node leads (`None`: the control plane), each with the voter best
+    /// placed to take over (caught up, other than this node).
+    fn led_groups(&self) -> Vec<(Option<u32>, Option<NodeId>)> {
+        let successor = |m: &openraft::RaftMetrics<NodeId, switchboard_raft_store::raft::NodeAddr>| {
+            let last = m.last_log_index.unwrap_or(0);
+            let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+            m.replication
+                .as_ref()
+                .and_then(|r| r.iter().filter(|(n, _)| **n != self.id() && voters.contains(n)).max_by_key(|(n, matched)| (matched.map(|l| l.index).unwrap_or(0).min(last), std::cmp::Reverse(**n))).map(|(n, _)| *n))
+        };
+        let mut out = Vec::new();
+        let control = self.control().metrics().borrow().clone();
+        if control.state == openraft::ServerState::Leader && control.membership_config.membership().voter_ids().count() > 1 {
+            out.push((None, successor(&control)));
+        }
+        for shard in self.replicas().into_iter().filter(|r| r.state == openraft::ServerState::Leader && r.voters.len() > 1).map(|r| r.shard) {
+            if let Some(replica) = self.replica(shard) {
+                let m = replica.raft.metrics().borrow().clone();
+                out.push((Some(shard), successor(&m)));
+            }
+        }
+        out
+    }
+
+    /// A leader about to stop asks this node to take over `group`.
+    pub(super) async fn take_leadership(&self, group: Option<u32>) -> Result<ControlResponse, WriteError> {
+        let result = match group {
+            None => self.control().trigger().elect().await,
+            Some(shard) => match self.replica(shard) {
+                Some(replica) => replica.raft.trigger().elect().await,
+                None => return Err(WriteError::NoGroup(u64::from(shard) + 1)),
+            },
+        };
+        result.map(|_| ControlResponse::Ok).map_err(|e| WriteError::Fatal(e.to_string()))
+    }
+}

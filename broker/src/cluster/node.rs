@@ -115,6 +115,8 @@ pub struct ClusterNode {
     opening: tokio::sync::Mutex<()>,
     reconfiguring: DashSet<u32>,
     elections: DashMap<u32, Instant>,
+    /// Handing its leaderships off before stopping: claims none.
+    pub(super) leaving: std::sync::atomic::AtomicBool,
     listener: Mutex<Option<Arc<dyn ShardListener>>>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -179,6 +181,7 @@ impl ClusterNode {
             opening: tokio::sync::Mutex::new(()),
             reconfiguring: DashSet::new(),
             elections: DashMap::new(),
+            leaving: Default::default(),
             listener: Mutex::new(listener),
             stop: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
@@ -451,6 +454,9 @@ impl ClusterNode {
     /// it (openraft 0.9 has no leadership transfer). Rate-limited per shard.
     async fn claim_leadership(&self, shard: u32, replica: &ShardReplica, m: &openraft::RaftMetrics<NodeId, NodeAddr>) {
         if m.state != ServerState::Follower || m.current_leader.is_none() || m.current_leader == Some(self.config.id) {
+            return;
+        }
+        if self.leaving.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
         if self.elections.get(&shard).is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {

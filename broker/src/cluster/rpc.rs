@@ -28,6 +28,9 @@ pub enum PeerRequest {
     ShardWrite(u32, ShardCommand),
     /// "Remove this drained node": for the control-plane leader.
     RemoveNode(NodeId),
+    /// "Start an election for this group" (`None`: the control plane), from a leader
+    /// about to stop.
+    TakeLeadership(Option<u32>),
 }
 
 /// The answer to a [`PeerRequest`].

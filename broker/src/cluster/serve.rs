@@ -80,6 +80,7 @@ impl PeerHandler for ClusterNode {
                 ),
                 PeerRequest::Join(record) => PeerResponse::Control(self.handle_join(record).await),
                 request @ (PeerRequest::ControlWrite(_) | PeerRequest::RemoveNode(_)) => PeerResponse::Control(self.lead_request(request).await),
+                PeerRequest::TakeLeadership(group) => PeerResponse::Control(self.take_leadership(group).await),
                 PeerRequest::ShardWrite(shard, command) => {
                     let deadline = Instant::now() + self.config.write_timeout;
                     PeerResponse::Shard(self.write_local(shard, command, deadline).await)
