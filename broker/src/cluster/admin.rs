@@ -26,12 +26,10 @@ impl ClusterNode {
         self.on_control_leader(PeerRequest::ControlWrite(ControlCommand::SetNodeState { node, state: NodeState::Draining })).await.map(|_| ())
     }
 
-    /// Removes `node` from the node table and the control plane. Refused while any
-    /// shard still lists it as a replica (drain it first).
+    /// Removes `node` from the node table and the control plane. Refused unless it
+    /// is Draining or Down, while any shard still lists it, and while it still hosts
+    /// a shard group (its replicas are still moving).
     pub async fn remove(&self, node: NodeId) -> Result<(), WriteError> {
-        if node == self.id() {
-            return Err(WriteError::Refused("a node cannot remove itself; ask another node".into()));
-        }
         self.on_control_leader(PeerRequest::RemoveNode(node)).await.map(|_| ())
     }
 
@@ -39,7 +37,10 @@ impl ClusterNode {
     /// control plane, else on its leader.
     async fn on_control_leader(&self, request: PeerRequest) -> Result<ControlResponse, WriteError> {
         if self.is_control_leader() {
-            return self.lead_request(request).await;
+            return match tokio::time::timeout(self.config.write_timeout, self.lead_request(request)).await {
+                Ok(r) => r,
+                Err(_) => Err(WriteError::Unavailable(format!("not done within {:?}; it may still complete", self.config.write_timeout))),
+            };
         }
         let leader = self.control().metrics().borrow().current_leader;
         let Some(addr) = leader.filter(|l| *l != self.id()).and_then(|l| self.peer_addr(l)) else {
@@ -79,24 +80,58 @@ impl ClusterNode {
     }
 
     async fn remove_here(&self, node: NodeId) -> Result<ControlResponse, WriteError> {
-        if node == self.id() {
-            return Err(WriteError::Refused("the control-plane leader cannot remove itself; drain it and ask again once another node leads".into()));
-        }
-        // The node table first: refused while a shard still lists the node.
-        let response = self.checked_control_write(ControlCommand::RemoveNode(node)).await?;
+        let record = self.tables().nodes().map_err(|e| WriteError::Unavailable(e.to_string()))?.into_iter().find(|n| n.id == node);
         let membership = self.control().metrics().borrow().membership_config.membership().clone();
+        let member = membership.voter_ids().chain(membership.learner_ids()).any(|n| n == node);
+        match &record {
+            None if !member => return Err(WriteError::Refused(format!("no node {node} in the cluster"))),
+            Some(r) if r.state == NodeState::Active || r.state == NodeState::Joining => {
+                return Err(WriteError::Refused(format!("node {node} is {:?}; drain it first", r.state)));
+            }
+            _ => {}
+        }
+        if node == self.id() {
+            // A drained control-plane leader: hand the control plane to another voter
+            // and let the operator ask again.
+            if let Some((_, Some(successor))) = self.led_groups().into_iter().find(|(group, _)| group.is_none()) {
+                let _ = self.take_leadership_on(successor, None).await;
+            }
+            return Err(WriteError::Unavailable("this node leads the control plane; it is handing that over, ask again in a few seconds".into()));
+        }
+        // The shard table moves at once; the groups follow through membership
+        // changes. A node that still hosts a group may still be needed for a quorum.
+        if let Some(addr) = record.as_ref().map(|r| r.addr.peer.clone()) {
+            let call = self.transport.call(&self.addr().peer, &addr, PeerRequest::HostedShards);
+            if let Ok(Ok(PeerResponse::Hosted(shards))) = tokio::time::timeout(std::time::Duration::from_secs(2), call).await {
+                if !shards.is_empty() {
+                    return Err(WriteError::Refused(format!("node {node} still hosts {} shard group(s) (e.g. shard {}); wait until its replicas have moved", shards.len(), shards[0])));
+                }
+            }
+        }
+        // The node table (refused while a shard still lists the node), unless a
+        // previous attempt already removed it.
+        let response = if record.is_some() { self.checked_control_write(ControlCommand::RemoveNode(node)).await? } else { ControlResponse::Ok };
         let raft_error = |e: openraft::error::RaftError<NodeId, _>| WriteError::Unavailable(e.to_string());
         if membership.voter_ids().any(|v| v == node) {
-            let voters: BTreeSet<NodeId> = membership.voter_ids().filter(|v| *v != node).collect();
-            // Keep the number of voters: promote a learner in its place, if there is one.
-            let learner = membership.learner_ids().find(|l| *l != node);
-            let mut next = voters.clone();
-            next.extend(learner);
+            // Keep the number of voters: promote an active learner in its place, if any.
+            let active: BTreeSet<NodeId> = self.tables().nodes().unwrap_or_default().into_iter().filter(|n| n.state == NodeState::Active).map(|n| n.id).collect();
+            let mut next: BTreeSet<NodeId> = membership.voter_ids().filter(|v| *v != node).collect();
+            next.extend(membership.learner_ids().find(|l| *l != node && active.contains(l)));
             self.control().change_membership(ChangeMembers::ReplaceAllVoters(next), false).await.map_err(raft_error)?;
         } else if membership.learner_ids().any(|l| l == node) {
             self.control().change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([node])), false).await.map_err(raft_error)?;
         }
         Ok(response)
+    }
+
+    async fn take_leadership_on(&self, node: NodeId, group: Option<u32>) -> Result<(), WriteError> {
+        let addr = self.peer_addr(node).ok_or_else(|| WriteError::Unavailable(format!("no address for node {node}")))?;
+        let call = self.transport.call(&self.addr().peer, &addr, PeerRequest::TakeLeadership(group));
+        match tokio::time::timeout(std::time::Duration::from_secs(1), call).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(WriteError::Unavailable(e.to_string())),
+            Err(_) => Err(WriteError::Unavailable(format!("node {node} did not answer"))),
+        }
     }
 }
 
@@ -162,5 +197,39 @@ impl ClusterNode {
             },
         };
         result.map(|_| ControlResponse::Ok).map_err(|e| WriteError::Fatal(e.to_string()))
+    }
+}
+
+impl ClusterNode {
+    /// The voters and learners of the membership this node's replica of `shard` has
+    /// applied (`None`: no replica, or its latest membership is not applied yet).
+    pub(super) fn applied_members(&self, shard: u32) -> Option<(Vec<NodeId>, Vec<NodeId>)> {
+        let m = self.replica(shard)?.raft.metrics().borrow().clone();
+        let applied = m.last_applied.map(|l| l.index);
+        let membership_at = m.membership_config.log_id().map(|l| l.index);
+        if membership_at > applied {
+            return None;
+        }
+        let membership = m.membership_config.membership();
+        Some((membership.voter_ids().collect(), membership.learner_ids().collect()))
+    }
+
+    /// Whether a member of `record`'s replica set has applied a membership of the
+    /// shard without this node (asked at most once a second per shard).
+    pub(super) async fn removed_elsewhere(&self, record: &switchboard_raft_store::raft::ShardRecord, nodes: &std::collections::BTreeMap<NodeId, switchboard_raft_store::raft::NodeAddr>) -> bool {
+        if self.membership_checks.get(&record.shard).is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            return false;
+        }
+        self.membership_checks.insert(record.shard, std::time::Instant::now());
+        for member in record.replicas.iter().filter(|n| **n != self.id()) {
+            let Some(addr) = nodes.get(member).map(|a| a.peer.clone()) else { continue };
+            let call = self.transport.call(&self.addr().peer, &addr, PeerRequest::ShardMembers(record.shard));
+            if let Ok(Ok(PeerResponse::Members(Some((voters, learners))))) = tokio::time::timeout(std::time::Duration::from_secs(1), call).await {
+                if !voters.contains(&self.id()) && !learners.contains(&self.id()) {
+                    return true;
+                }
+            }
+        }
+        false
     }
 }

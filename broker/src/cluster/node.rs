@@ -115,6 +115,8 @@ pub struct ClusterNode {
     opening: tokio::sync::Mutex<()>,
     reconfiguring: DashSet<u32>,
     elections: DashMap<u32, Instant>,
+    /// When each shard's membership was last asked of its new members.
+    pub(super) membership_checks: DashMap<u32, Instant>,
     /// Handing its leaderships off before stopping: claims none.
     pub(super) leaving: std::sync::atomic::AtomicBool,
     listener: Mutex<Option<Arc<dyn ShardListener>>>,
@@ -182,6 +184,7 @@ impl ClusterNode {
             reconfiguring: DashSet::new(),
             elections: DashMap::new(),
             leaving: Default::default(),
+            membership_checks: DashMap::new(),
             listener: Mutex::new(listener),
             stop: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
@@ -420,8 +423,18 @@ impl ClusterNode {
                 self.spawn_reconfigure(record.clone(), replica.clone(), nodes.clone());
             } else if mine && record.replicas.first() == Some(&self.config.id) && voters.contains(&self.config.id) && voters == target {
                 self.claim_leadership(record.shard, &replica, &m).await;
-            } else if !mine && !voters.contains(&self.config.id) && !m.membership_config.membership().learner_ids().any(|l| l == self.config.id) && m.last_applied.is_some() {
-                // Removed from the group and not wanted: stop it and free its data.
+            } else if !mine
+                && m.state != ServerState::Leader
+                && !self.reconfiguring.contains(&record.shard)
+                && m.last_applied.is_some()
+                && (!(voters.contains(&self.config.id) || m.membership_config.membership().learner_ids().any(|l| l == self.config.id))
+                    || self.removed_elsewhere(record, &nodes).await)
+            {
+                // Removed from the group and not wanted: stop it and free its data. (Not
+                // while it still leads: a leader that appended its own removal must
+                // see it committed first, or the others may still need its vote. A
+                // replica cut out of the group often never hears of its removal: the
+                // new members, asked, say whether it is committed.)
                 if let Some((_, replica)) = self.shards.remove(&record.shard) {
                     let _ = replica.raft.shutdown().await;
                     tracing::info!(shard = record.shard, "replica removed from this node");

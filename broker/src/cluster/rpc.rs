@@ -31,6 +31,10 @@ pub enum PeerRequest {
     /// "Start an election for this group" (`None`: the control plane), from a leader
     /// about to stop.
     TakeLeadership(Option<u32>),
+    /// "Which shard groups do you host?"
+    HostedShards,
+    /// "What is the applied membership of your replica of this shard?"
+    ShardMembers(u32),
 }
 
 /// The answer to a [`PeerRequest`].
@@ -46,6 +50,12 @@ pub enum PeerResponse {
     Control(Result<ControlResponse, WriteError>),
     /// To a ShardWrite.
     Shard(Result<ShardResponse, WriteError>),
+    /// To HostedShards.
+    Hosted(Vec<u32>),
+    /// To ShardMembers: voters and learners of the membership the replica has
+    /// applied (so it is committed), or `None` if it hosts no replica or has not
+    /// applied its latest membership yet.
+    Members(Option<(Vec<NodeId>, Vec<NodeId>)>),
 }
 
 /// Why a replicated write did not happen (or may not have).

@@ -81,6 +81,8 @@ impl PeerHandler for ClusterNode {
                 PeerRequest::Join(record) => PeerResponse::Control(self.handle_join(record).await),
                 request @ (PeerRequest::ControlWrite(_) | PeerRequest::RemoveNode(_)) => PeerResponse::Control(self.lead_request(request).await),
                 PeerRequest::TakeLeadership(group) => PeerResponse::Control(self.take_leadership(group).await),
+                PeerRequest::HostedShards => PeerResponse::Hosted(self.replicas().into_iter().map(|r| r.shard).collect()),
+                PeerRequest::ShardMembers(shard) => PeerResponse::Members(self.applied_members(shard)),
                 PeerRequest::ShardWrite(shard, command) => {
                     let deadline = Instant::now() + self.config.write_timeout;
                     PeerResponse::Shard(self.write_local(shard, command, deadline).await)

@@ -140,7 +140,7 @@ async fn a_node_drained_under_traffic_hands_over_its_replicas_and_is_removed() {
     assert!(ok && text.contains("shards below 3 replicas: 0"), "{text}");
     // Not before it is drained.
     let (ok, text) = cli(&nodes[0], &["remove", "3"]);
-    assert!(!ok && text.contains("409") && text.contains("still holds a replica"), "{text}");
+    assert!(!ok && text.contains("409") && text.contains("drain it first"), "{text}");
 
     // A visitor on node 1 keeps writing while node 3 drains.
     let tenant = create_tenant(&nodes[0], "acme");
@@ -148,16 +148,24 @@ async fn a_node_drained_under_traffic_hands_over_its_replicas_and_is_removed() {
     let (conversation, _) = visitor.send_accepted(1, None, "m1").await;
     let drained = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writing = drained.clone();
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let written = progress.clone();
     let writer = tokio::spawn(async move {
         let mut sent = 1;
+        let mut slowest = Duration::ZERO;
         // Until the drain is over (at most 20 000 messages).
         while !writing.load(std::sync::atomic::Ordering::Acquire) && sent < 20_000 {
             sent += 1;
+            let started = Instant::now();
             let (_, seq) = visitor.send_accepted(sent, Some(conversation), &format!("m{sent}")).await;
+            slowest = slowest.max(started.elapsed());
             assert_eq!(seq, sent, "every message accepted in order");
+            written.store(sent, std::sync::atomic::Ordering::Release);
         }
-        sent
+        (sent, slowest)
     });
+    let count = || progress.load(std::sync::atomic::Ordering::Acquire);
+    wait_until("the visitor is writing", WAIT, || count() >= 50);
     let (ok, text) = cli(&nodes[1], &["drain", "3"]);
     assert!(ok, "{text}");
     wait_until("node 3 holds no replica and every shard has two", WAIT, || {
@@ -166,11 +174,22 @@ async fn a_node_drained_under_traffic_hands_over_its_replicas_and_is_removed() {
         let draining = s["nodes"].as_array().cloned().unwrap_or_default().iter().any(|n| n["id"] == 3 && n["state"] == "Draining");
         draining && shards.iter().all(|sh| sh["replicas"].as_array().is_some_and(|r| r.len() == 2 && !r.contains(&Value::from(3))) && sh["leader"].as_u64().is_some_and(|l| l != 3))
     });
+    let at_drained = count();
+    wait_until("the visitor writes on after the drain", WAIT, || count() >= at_drained + 50);
     drained.store(true, std::sync::atomic::Ordering::Release);
-    let sent = writer.await.expect("writer");
-    eprintln!("{sent} messages accepted while node 3 drained");
-    let (ok, text) = cli(&nodes[0], &["remove", "3"]);
-    assert!(ok, "{text}");
+    let (sent, slowest) = writer.await.expect("writer");
+    eprintln!("{sent} messages accepted before, during and after the drain; the slowest took {slowest:?}");
+    // Refused while node 3 still hosts a group whose membership is changing.
+    let mut removed = String::new();
+    wait_until("node 3 can be removed", WAIT, || {
+        let (ok, text) = cli(&nodes[0], &["remove", "3"]);
+        assert!(ok || text.contains("still hosts") || text.contains("still holds"), "{text}");
+        removed = text;
+        ok
+    });
+    assert!(removed.contains("removed"), "{removed}");
+    let (ok, text) = cli(&nodes[0], &["remove", "77"]);
+    assert!(!ok && text.contains("404"), "an unknown node: {text}");
     wait_until("node 3 is gone from the node table", WAIT, || settled(&nodes[1], &[1, 2], 2) && status(&nodes[1]).is_some_and(|s| s["nodes"].as_array().is_some_and(|n| n.len() == 2)));
 
     // Every accepted message is there, once, in order.
