@@ -201,28 +201,37 @@ impl ClusterNode {
 }
 
 impl ClusterNode {
-    /// The voters and learners of the membership this node's replica of `shard` has
-    /// applied (`None`: no replica, or its latest membership is not applied yet).
+    /// The voters and learners of the shard, as its leader knows them: `None` unless
+    /// this node leads `shard` and its latest membership is applied (no change is
+    /// pending).
     pub(super) fn applied_members(&self, shard: u32) -> Option<(Vec<NodeId>, Vec<NodeId>)> {
         let m = self.replica(shard)?.raft.metrics().borrow().clone();
-        let applied = m.last_applied.map(|l| l.index);
-        let membership_at = m.membership_config.log_id().map(|l| l.index);
-        if membership_at > applied {
+        if m.state != openraft::ServerState::Leader || m.current_leader != Some(self.id()) || !super::node::membership_applied(&m) {
             return None;
         }
         let membership = m.membership_config.membership();
         Some((membership.voter_ids().collect(), membership.learner_ids().collect()))
     }
 
-    /// Whether a member of `record`'s replica set has applied a membership of the
-    /// shard without this node (asked at most once a second per shard).
-    pub(super) async fn removed_elsewhere(&self, record: &switchboard_raft_store::raft::ShardRecord, nodes: &std::collections::BTreeMap<NodeId, switchboard_raft_store::raft::NodeAddr>) -> bool {
+    /// Whether the shard's leader (the one this replica knows, or one of `record`'s
+    /// replica set) has applied a membership without this node and has no change
+    /// pending (asked at most once a second per shard).
+    pub(super) async fn removed_elsewhere(
+        &self,
+        record: &switchboard_raft_store::raft::ShardRecord,
+        known_leader: Option<NodeId>,
+        nodes: &std::collections::BTreeMap<NodeId, switchboard_raft_store::raft::NodeAddr>,
+    ) -> bool {
         if self.membership_checks.get(&record.shard).is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
             return false;
         }
         self.membership_checks.insert(record.shard, std::time::Instant::now());
-        for member in record.replicas.iter().filter(|n| **n != self.id()) {
-            let Some(addr) = nodes.get(member).map(|a| a.peer.clone()) else { continue };
+        let mut asked = BTreeSet::new();
+        for member in known_leader.into_iter().chain(record.replicas.iter().copied()).filter(|n| *n != self.id()) {
+            if !asked.insert(member) {
+                continue;
+            }
+            let Some(addr) = nodes.get(&member).map(|a| a.peer.clone()) else { continue };
             let call = self.transport.call(&self.addr().peer, &addr, PeerRequest::ShardMembers(record.shard));
             if let Ok(Ok(PeerResponse::Members(Some((voters, learners))))) = tokio::time::timeout(std::time::Duration::from_secs(1), call).await {
                 if !voters.contains(&self.id()) && !learners.contains(&self.id()) {

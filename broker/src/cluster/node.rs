@@ -424,17 +424,16 @@ impl ClusterNode {
             } else if mine && record.replicas.first() == Some(&self.config.id) && voters.contains(&self.config.id) && voters == target {
                 self.claim_leadership(record.shard, &replica, &m).await;
             } else if !mine
-                && m.state != ServerState::Leader
                 && !self.reconfiguring.contains(&record.shard)
                 && m.last_applied.is_some()
-                && (!(voters.contains(&self.config.id) || m.membership_config.membership().learner_ids().any(|l| l == self.config.id))
-                    || self.removed_elsewhere(record, &nodes).await)
+                && self.removed_elsewhere(record, m.current_leader, &nodes).await
             {
-                // Removed from the group and not wanted: stop it and free its data. (Not
-                // while it still leads: a leader that appended its own removal must
-                // see it committed first, or the others may still need its vote. A
-                // replica cut out of the group often never hears of its removal: the
-                // new members, asked, say whether it is committed.)
+                // Removed from the group and not wanted: stop it and free its data, but
+                // only once the shard's leader says its membership, applied and with no
+                // change pending, leaves this node out. This node's own view is not
+                // enough: a replica cut out of the group often never hears of it, and a
+                // new learner has not yet seen the entry adding it; deleting data the
+                // leader still counts on makes its log go backwards (openraft panics).
                 if let Some((_, replica)) = self.shards.remove(&record.shard) {
                     let _ = replica.raft.shutdown().await;
                     tracing::info!(shard = record.shard, "replica removed from this node");
@@ -562,4 +561,9 @@ async fn reconfigure(raft: &Raft<ShardConfig>, record: &ShardRecord, nodes: &BTr
 pub(super) fn lag(last: Option<u64>, replication: Option<&BTreeMap<NodeId, Option<openraft::LogId<NodeId>>>>) -> BTreeMap<NodeId, u64> {
     let last = last.unwrap_or(0);
     replication.map(|r| r.iter().map(|(n, matched)| (*n, last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)))).collect()).unwrap_or_default()
+}
+
+/// Whether the membership `m` holds is applied (so committed).
+pub(super) fn membership_applied(m: &openraft::RaftMetrics<NodeId, NodeAddr>) -> bool {
+    m.membership_config.log_id().map(|l| l.index) <= m.last_applied.map(|l| l.index)
 }

@@ -33,7 +33,7 @@ pub enum PeerRequest {
     TakeLeadership(Option<u32>),
     /// "Which shard groups do you host?"
     HostedShards,
-    /// "What is the applied membership of your replica of this shard?"
+    /// "As this shard's leader, what is its membership?"
     ShardMembers(u32),
 }
 
@@ -52,9 +52,9 @@ pub enum PeerResponse {
     Shard(Result<ShardResponse, WriteError>),
     /// To HostedShards.
     Hosted(Vec<u32>),
-    /// To ShardMembers: voters and learners of the membership the replica has
-    /// applied (so it is committed), or `None` if it hosts no replica or has not
-    /// applied its latest membership yet.
+    /// To ShardMembers: voters and learners of the shard's membership, from its
+    /// leader with no membership change pending; `None` from any other node, or
+    /// while a change is pending.
     Members(Option<(Vec<NodeId>, Vec<NodeId>)>),
 }
 

@@ -26,6 +26,34 @@ fn settled(node: &Node, ids: &[u64], replicas: usize) -> bool {
         })
 }
 
+/// Waits until [`settled`]; on timeout fails with what `node` sees and its log.
+fn wait_settled(what: &str, node: &Node, all: &[Node], ids: &[u64], replicas: usize) {
+    let started = Instant::now();
+    while !settled(node, ids, replicas) {
+        if started.elapsed() > WAIT {
+            let seen = status(node).unwrap_or_default();
+            let shards: Vec<String> = seen["shards"].as_array().cloned().unwrap_or_default().iter().map(|s| format!("{} {} leader {} here {}", s["shard"], s["replicas"], s["leader"], s["here"])).collect();
+            let log = strip_ansi(&node.log());
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!("timed out waiting until {what}\nnodes: {}\n{}\nlog tail:\n{}\npanics in logs under the temp dir:\n{}", seen["nodes"], shards.join("\n"), tail.into_iter().rev().collect::<Vec<_>>().join("\n"), panics_in(all));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The first panics in the logs of `nodes`, with some context.
+fn panics_in(nodes: &[Node]) -> String {
+    let mut out = String::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let log = strip_ansi(&n.log());
+        let lines: Vec<&str> = log.lines().collect();
+        for (k, _) in lines.iter().enumerate().filter(|(_, l)| l.contains("panicked at")).take(2) {
+            out += &format!("node {}:\n{}\n", i + 1, lines[k.saturating_sub(2)..(k + 12).min(lines.len())].join("\n"));
+        }
+    }
+    out
+}
+
 fn leaders(node: &Node) -> Vec<(u64, u64)> {
     let s = status(node).unwrap_or_default();
     s["nodes"].as_array().cloned().unwrap_or_default().iter().map(|n| (n["id"].as_u64().unwrap_or(0), n["leads"].as_u64().unwrap_or(0))).collect()
@@ -42,7 +70,7 @@ fn three_processes_form_a_cluster_survive_a_kill_9_take_the_node_back_and_hand_o
         nodes.push(Node::start(dirs[id as usize - 1].path(), &[&common[..], &["--node-id", &id_s, "--seeds", &seed]].concat()));
     }
     for (i, n) in nodes.iter().enumerate() {
-        wait_until(&format!("node {} sees three active nodes and a leader for every shard", i + 1), WAIT, || settled(n, &[1, 2, 3], 3));
+        wait_settled(&format!("node {} sees three active nodes and a leader for every shard", i + 1), n, &nodes, &[1, 2, 3], 3);
     }
     // Leaders are spread: every node leads some of the 8 shards.
     wait_until("every node leads a shard", WAIT, || {
@@ -55,7 +83,7 @@ fn three_processes_form_a_cluster_survive_a_kill_9_take_the_node_back_and_hand_o
     nodes[2].kill9();
     let killed = Instant::now();
     for n in &nodes[..2] {
-        wait_until("the survivors lead every shard", WAIT, || settled(n, &[1, 2], 3));
+        wait_settled("the survivors lead every shard", n, &nodes, &[1, 2], 3);
     }
     eprintln!("every shard had a leader again {:?} after the kill", killed.elapsed());
     for n in &nodes[..2] {
@@ -65,7 +93,7 @@ fn three_processes_form_a_cluster_survive_a_kill_9_take_the_node_back_and_hand_o
     // Node 3 restarts from its data dir on its old peer address (no seeds needed: it
     // has state) and catches up.
     nodes[2] = Node::start(dirs[2].path(), &[&common[..], &["--node-id", "3", "--peer-addr", &peer3]].concat());
-    wait_until("node 3 is back with every shard's leader known", WAIT, || settled(&nodes[2], &[1, 2, 3], 3));
+    wait_settled("node 3 is back with every shard's leader known", &nodes[2], &nodes, &[1, 2, 3], 3);
     wait_until("no replica lags", WAIT, || {
         let s = status(&nodes[0]).unwrap_or_default();
         s["shards"].as_array().cloned().unwrap_or_default().iter().all(|sh| sh["here"]["lag"].as_object().is_none_or(|lag| lag.values().all(|v| v == 0)))
@@ -87,7 +115,7 @@ fn three_processes_form_a_cluster_survive_a_kill_9_take_the_node_back_and_hand_o
     };
     assert!(field("led") > 0 && field("handed_off") == field("led"), "{line}");
     for n in &nodes[1..] {
-        wait_until("nodes 2 and 3 lead every shard", WAIT, || settled(n, &[2, 3], 3));
+        wait_settled("nodes 2 and 3 lead every shard", n, &nodes, &[2, 3], 3);
     }
 }
 
@@ -180,14 +208,26 @@ async fn a_node_drained_under_traffic_hands_over_its_replicas_and_is_removed() {
     let (sent, slowest) = writer.await.expect("writer");
     eprintln!("{sent} messages accepted before, during and after the drain; the slowest took {slowest:?}");
     // Refused while node 3 still hosts a group whose membership is changing.
-    let mut removed = String::new();
-    wait_until("node 3 can be removed", WAIT, || {
+    let started = Instant::now();
+    loop {
         let (ok, text) = cli(&nodes[0], &["remove", "3"]);
-        assert!(ok || text.contains("still hosts") || text.contains("still holds"), "{text}");
-        removed = text;
-        ok
-    });
-    assert!(removed.contains("removed"), "{removed}");
+        if ok {
+            assert!(text.contains("removed"), "{text}");
+            break;
+        }
+        assert!(text.contains("still hosts") || text.contains("still holds"), "{text}");
+        if started.elapsed() > WAIT {
+            let here = status(&nodes[2]).unwrap_or_default();
+            let panics: Vec<String> = nodes.iter().enumerate().map(|(i, n)| {
+                let log = strip_ansi(&n.log());
+                let lines: Vec<&str> = log.lines().collect();
+                let at: Vec<String> = lines.iter().enumerate().filter(|(_, l)| l.contains("panicked")).take(3).map(|(k, _)| lines[k.saturating_sub(3)..(k + 12).min(lines.len())].join("\n")).collect();
+                format!("node {}: {}", i + 1, at.join("\n...\n"))
+            }).collect();
+            panic!("node 3 was never removable: {text}\nnode 3 sees: {here:#}\npanics:\n{}\nnode 3's log:\n{}", panics.join("\n"), nodes[2].log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (ok, text) = cli(&nodes[0], &["remove", "77"]);
     assert!(!ok && text.contains("404"), "an unknown node: {text}");
     wait_until("node 3 is gone from the node table", WAIT, || settled(&nodes[1], &[1, 2], 2) && status(&nodes[1]).is_some_and(|s| s["nodes"].as_array().is_some_and(|n| n.len() == 2)));
