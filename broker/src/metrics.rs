@@ -42,6 +42,18 @@ pub const AUTO_TRANSFERS: &str = "switchboard_auto_transfers_total";
 pub const QUEUE_FULL: &str = "switchboard_queue_full_total";
 /// Gauge: agents with at least one connection.
 pub const SEATS_ONLINE: &str = "switchboard_seats_online";
+/// Gauge: shard replicas this node hosts.
+pub const SHARDS_HOSTED: &str = "switchboard_raft_shards_hosted";
+/// Gauge: shards this node leads.
+pub const SHARDS_LED: &str = "switchboard_raft_shards_led";
+/// Gauge: hosted shard replicas that know of no leader.
+pub const SHARDS_LEADERLESS: &str = "switchboard_raft_shards_leaderless";
+/// Gauge: the most entries any replica is behind, over the shards this node leads.
+pub const REPLICATION_LAG: &str = "switchboard_raft_replication_lag_max_entries";
+/// Gauge: 1 while this node leads the control plane.
+pub const CONTROL_LEADER: &str = "switchboard_raft_control_leader";
+/// Counter: peer links closed, by reason (`closed`, `silent`, `refused`, `error`).
+pub const PEER_LINKS_CLOSED: &str = crate::cluster::tcp::PEER_LINKS_CLOSED;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -86,6 +98,12 @@ fn describe() {
     describe_counter!(AUTO_TRANSFERS, "Chats moved because the assigned agent did not reply in time.");
     describe_counter!(QUEUE_FULL, "Conversations refused because the queue was full.");
     describe_gauge!(SEATS_ONLINE, "Agents with at least one open connection.");
+    describe_gauge!(SHARDS_HOSTED, "Shard replicas this node hosts.");
+    describe_gauge!(SHARDS_LED, "Shards this node leads.");
+    describe_gauge!(SHARDS_LEADERLESS, "Shard replicas on this node that know of no leader (writes to them wait).");
+    describe_gauge!(REPLICATION_LAG, "Most entries any replica is behind, over the shards this node leads.");
+    describe_gauge!(CONTROL_LEADER, "1 while this node leads the control plane.");
+    describe_counter!(PEER_LINKS_CLOSED, "Peer links (to other nodes) closed, by reason.");
     describe_histogram!(store::COMMIT_BATCH_OPS, "Operations per group-commit batch.");
     describe_histogram!(store::COMMIT_SECONDS, Unit::Seconds, "Time to write and fsync one group-commit batch.");
     describe_histogram!(store::RAFT_SYNC_SECONDS, Unit::Seconds, "Time to fsync the write-ahead log for raft log appends.");
@@ -98,6 +116,18 @@ pub fn set_conversation_gauges(directory: &crate::routing::Directory) {
     let (queued, assigned) = directory.counts();
     ::metrics::gauge!(CONVERSATIONS_QUEUED).set(queued as f64);
     ::metrics::gauge!(CONVERSATIONS_ACTIVE).set((queued + assigned) as f64);
+}
+
+/// Sets the raft gauges from the node's replicas (call periodically).
+pub fn set_cluster_gauges(node: &crate::cluster::ClusterNode) {
+    let replicas = node.replicas();
+    let led: Vec<_> = replicas.iter().filter(|r| r.state == openraft::ServerState::Leader).collect();
+    ::metrics::gauge!(SHARDS_HOSTED).set(replicas.len() as f64);
+    ::metrics::gauge!(SHARDS_LED).set(led.len() as f64);
+    ::metrics::gauge!(SHARDS_LEADERLESS).set(replicas.iter().filter(|r| r.leader.is_none()).count() as f64);
+    ::metrics::gauge!(REPLICATION_LAG).set(led.iter().flat_map(|r| r.lag.values().copied()).max().unwrap_or(0) as f64);
+    let control = node.control().metrics().borrow().clone();
+    ::metrics::gauge!(CONTROL_LEADER).set(if control.current_leader == Some(node.id()) { 1.0 } else { 0.0 });
 }
 
 /// The exporter's text plus process figures read from /proc.

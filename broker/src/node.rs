@@ -157,6 +157,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     actix_rt::spawn(quic::accept_loop(quic_endpoint, ctx.clone(), workers.clone(), stop_rx.clone()));
     let upkeep = metrics.clone();
     let upkeep_ctx = ctx.clone();
+    let upkeep_cluster = cluster.node.clone();
     let mut upkeep_stop = stop_rx;
     actix_rt::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -166,6 +167,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
                     // Counting conversations walks the directory: here, every few
                     // seconds, not on every record write.
                     crate::metrics::set_conversation_gauges(&upkeep_ctx.directory);
+                    crate::metrics::set_cluster_gauges(&upkeep_cluster);
                     upkeep.run_upkeep();
                 }
                 _ = upkeep_stop.wait_for(|s| *s) => break,

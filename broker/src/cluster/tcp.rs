@@ -28,6 +28,9 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
+/// Counter of closed peer links, by `reason`.
+pub const PEER_LINKS_CLOSED: &str = "switchboard_peer_links_closed_total";
+
 /// Version of the peer link; a node refuses a link of another version.
 pub const PEER_LINK_VERSION: u32 = 1;
 /// After a failed dial, requests to that peer fail at once for this long.
@@ -113,6 +116,18 @@ impl Link {
     /// Closes the link: every waiting request fails with `reason`, the socket closes.
     fn close(&self, reason: &str) {
         let waiting = self.pending.lock().ok().and_then(|mut p| p.take());
+        if waiting.is_some() {
+            let kind = if reason.starts_with("nothing heard") {
+                "silent"
+            } else if reason.starts_with("refused") {
+                "refused"
+            } else if reason.contains("closed") || reason.contains("dropped") {
+                "closed"
+            } else {
+                "error"
+            };
+            ::metrics::counter!(PEER_LINKS_CLOSED, "reason" => kind).increment(1);
+        }
         for (_, waiter) in waiting.into_iter().flatten() {
             let _ = waiter.send(Err(PeerError::Unreachable(self.to.clone(), reason.to_string())));
         }
