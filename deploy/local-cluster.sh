@@ -83,21 +83,7 @@ cmd_start() {
     echo "admin token: $DIR/admin-token"
 }
 
-cmd_status() {
-    local bin
-    bin="$(binary)"
-    for f in "$DIR"/node-*/pid; do
-        local n
-        n="$(basename "$(dirname "$f")")"; n="${n#node-}"
-        kill -0 "$(cat "$f")" 2>/dev/null || continue
-        "$bin" cluster status --url "http://$(http_of "$n")" --admin-token "$(cat "$DIR/admin-token")"
-        return $?
-    done
-    echo "no node of $DIR is running" >&2
-    return 1
-}
-
-cmd_cluster() { # drain|remove NODE: asks the first live node
+cmd_cluster() { # status|drain N|remove N [flags]: `switchboard cluster ...` against the first live node
     local bin
     bin="$(binary)"
     for f in "$DIR"/node-*/pid; do
@@ -129,8 +115,7 @@ cmd_stop() {
 
 case "${1:-}" in
     start) shift; cmd_start "$@" ;;
-    status) cmd_status ;;
-    drain|remove) cmd_cluster "$@" ;;
+    status|drain|remove) cmd_cluster "$@" ;;
     stop) cmd_stop ;;
     *) sed -n '2,21p' "$0"; exit 2 ;;
 esac

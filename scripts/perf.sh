@@ -63,16 +63,24 @@ idle_cluster() { # nodes, seconds
     # Wait until every shard is fully replicated, nothing lags and leaders are spread
     # (every shard's leader known, no node leading 2 more than another), then measure.
     for _ in $(seq 1 600); do
-        deploy/local-cluster.sh status > "$dir/status" 2>/dev/null || true
-        if grep -q "shards below 3 replicas: 0; shards here without a known leader: 0; largest replication lag seen here: 0" "$dir/status" \
-            && python3 -c "
-import sys
-rows = [l.split() for l in open(sys.argv[1]) if l.split() and l.split()[0].isdigit()]
-leads = [int(r[3]) for r in rows]
-sys.exit(0 if leads and sum(leads) == 64 and max(leads) - min(leads) <= 2 else 1)" "$dir/status"; then break; fi
+        deploy/local-cluster.sh status --json > "$dir/status.json" 2>/dev/null || true
+        if python3 - "$dir/status.json" <<'PY'; then break; fi
+import json, sys
+try:
+    s = json.load(open(sys.argv[1]))
+except ValueError:
+    sys.exit(1)
+leads = [n["leads"] for n in s["nodes"]]
+want = min(s["replication"] or 1, len(s["nodes"]))
+# Leaders and lag are known for the shards node 1 hosts (all of them up to 3 nodes).
+hosted = [sh for sh in s["shards"] if sh["here"]]
+settled = all(len(sh["replicas"]) == want for sh in s["shards"]) and all(sh["leader"] is not None and not any(sh["here"]["lag"].values()) for sh in hosted)
+balanced = len(hosted) < len(s["shards"]) or (sum(leads) == s["shard_count"] and max(leads) - min(leads) <= 2)
+sys.exit(0 if s["shards"] and settled and balanced else 1)
+PY
         sleep 0.5
     done
-    cat "$dir/status" >&2
+    deploy/local-cluster.sh status >&2
     python3 - "$dir" "$1" "$2" "$OUT/idle-cluster.json" <<'PY'
 import json, os, sys, time
 d, nodes, secs, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]

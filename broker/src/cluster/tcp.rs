@@ -114,18 +114,10 @@ impl Link {
     }
 
     /// Closes the link: every waiting request fails with `reason`, the socket closes.
-    fn close(&self, reason: &str) {
+    /// `kind` labels the metric: `closed`, `silent`, `refused` or `error`.
+    fn close(&self, kind: &'static str, reason: &str) {
         let waiting = self.pending.lock().ok().and_then(|mut p| p.take());
         if waiting.is_some() {
-            let kind = if reason.starts_with("nothing heard") {
-                "silent"
-            } else if reason.starts_with("refused") {
-                "refused"
-            } else if reason.contains("closed") || reason.contains("dropped") {
-                "closed"
-            } else {
-                "error"
-            };
             ::metrics::counter!(PEER_LINKS_CLOSED, "reason" => kind).increment(1);
         }
         for (_, waiter) in waiting.into_iter().flatten() {
@@ -173,7 +165,7 @@ impl Drop for Forget<'_> {
     fn drop(&mut self) {
         if self.0.forget(self.1) && self.0.silent_for() > SILENT_AFTER {
             tracing::debug!(to = %self.0.to, "peer link silent; closing it");
-            self.0.close(&format!("nothing heard for more than {SILENT_AFTER:?}"));
+            self.0.close("silent", &format!("nothing heard for more than {SILENT_AFTER:?}"));
         }
     }
 }
@@ -202,7 +194,7 @@ impl TcpTransport {
             // A slot in the middle of a dial is left to it (its link has no waiters yet).
             if let Ok(guard) = slot.link.try_lock() {
                 if let Some(link) = guard.as_ref() {
-                    link.close("transport closed");
+                    link.close("closed", "transport closed");
                 }
             }
         }
@@ -270,35 +262,35 @@ async fn dial(from: &str, to: &str) -> Result<Arc<Link>, PeerError> {
     let keep_weak = weak.clone();
     let keep = move |id: u64| keep_weak.upgrade().is_some_and(|l| l.is_pending(id));
     let writer_task = tokio::spawn(async move {
-        let reason = match write_loop(writer, rx, keep).await {
-            Ok(()) => "link dropped".to_string(),
-            Err(e) => format!("write failed: {e}"),
+        let (kind, reason) = match write_loop(writer, rx, keep).await {
+            Ok(()) => ("closed", "link dropped".to_string()),
+            Err(e) => ("error", format!("write failed: {e}")),
         };
         if let Some(link) = weak.upgrade() {
-            link.close(&reason);
+            link.close(kind, &reason);
         }
     });
     let weak = Arc::downgrade(&link);
     let reader_task = tokio::spawn(async move {
         let codec = codec();
-        let reason = loop {
+        let (kind, reason) = loop {
             match codec.read_frame::<PeerFrame, _>(&mut reader).await {
                 Ok(Some(PeerFrame::Response { id, response })) => match weak.upgrade() {
                     Some(link) => {
                         link.heard();
                         link.answer(id, response);
                     }
-                    None => break "link dropped".to_string(),
+                    None => break ("closed", "link dropped".to_string()),
                 },
-                Ok(Some(PeerFrame::Refused { reason })) => break format!("refused: {reason}"),
-                Ok(Some(other)) => break format!("unexpected frame from a listener: {other:?}"),
-                Ok(None) => break "connection closed by the peer".to_string(),
-                Err(e) => break format!("read failed: {e}"),
+                Ok(Some(PeerFrame::Refused { reason })) => break ("refused", format!("refused: {reason}")),
+                Ok(Some(other)) => break ("error", format!("unexpected frame from a listener: {other:?}")),
+                Ok(None) => break ("closed", "connection closed by the peer".to_string()),
+                Err(e) => break ("error", format!("read failed: {e}")),
             }
         };
         if let Some(link) = weak.upgrade() {
             tracing::debug!(to = %link.to, %reason, "peer link closed");
-            link.close(&reason);
+            link.close(kind, &reason);
         }
     });
     if let Ok(mut tasks) = link.tasks.lock() {
@@ -343,7 +335,7 @@ impl PeerTransport for TcpTransport {
             };
             let _forget = Forget(&link, id);
             if link.out.send(Outgoing { request: Some(id), bytes: frame }).is_err() {
-                link.close("writer stopped");
+                link.close("error", "writer stopped");
             }
             answer.await.unwrap_or_else(|_| Err(PeerError::Unreachable(to, "link closed".into())))
         })

@@ -16,7 +16,13 @@ pub enum Links {
     /// In-process calls (still encoded as on the wire).
     Local(Arc<LocalTransport>),
     /// TCP on loopback: each node listens on its own port and dials the others.
-    Tcp { addrs: BTreeMap<NodeId, String>, listeners: BTreeMap<NodeId, PeerListener>, dialers: BTreeMap<NodeId, Arc<TcpTransport>> },
+    Tcp {
+        addrs: BTreeMap<NodeId, String>,
+        /// Ports bound at creation, held until the node first starts.
+        reserved: BTreeMap<NodeId, std::net::TcpListener>,
+        listeners: BTreeMap<NodeId, PeerListener>,
+        dialers: BTreeMap<NodeId, Arc<TcpTransport>>,
+    },
 }
 
 pub struct TestCluster {
@@ -40,16 +46,13 @@ impl TestCluster {
         TestCluster { links: Links::Local(transport), faults, nodes: BTreeMap::new(), dbs: BTreeMap::new(), dirs: BTreeMap::new(), shards, replication }
     }
 
-    /// Nodes linked by TCP on loopback (a port per node, picked now and kept across
-    /// restarts).
+    /// Nodes linked by TCP on loopback (a port per node, bound now, held until the
+    /// node starts and reused when it restarts).
     pub fn over_tcp(shards: u32, replication: u32) -> Self {
-        let addrs = (1..=MAX_NODES)
-            .map(|id| {
-                let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a peer port");
-                (id, l.local_addr().expect("local addr").to_string())
-            })
-            .collect();
-        let links = Links::Tcp { addrs, listeners: BTreeMap::new(), dialers: BTreeMap::new() };
+        let reserved: BTreeMap<NodeId, std::net::TcpListener> =
+            (1..=MAX_NODES).map(|id| (id, std::net::TcpListener::bind("127.0.0.1:0").expect("bind a peer port"))).collect();
+        let addrs = reserved.iter().map(|(id, l)| (*id, l.local_addr().expect("local addr").to_string())).collect();
+        let links = Links::Tcp { addrs, reserved, listeners: BTreeMap::new(), dialers: BTreeMap::new() };
         TestCluster { links, faults: Faults::new(LocalTransport::new()), nodes: BTreeMap::new(), dbs: BTreeMap::new(), dirs: BTreeMap::new(), shards, replication }
     }
 
@@ -84,8 +87,14 @@ impl TestCluster {
         let handler: Arc<dyn PeerHandler> = node.clone();
         match &mut self.links {
             Links::Local(t) => t.register(&format!("node-{id}"), Arc::downgrade(&handler)),
-            Links::Tcp { addrs, listeners, .. } => {
-                let listener = tokio::net::TcpListener::bind(&addrs[&id]).await.expect("bind the node's peer port");
+            Links::Tcp { addrs, reserved, listeners, .. } => {
+                let listener = match reserved.remove(&id) {
+                    Some(held) => {
+                        held.set_nonblocking(true).expect("nonblocking listener");
+                        tokio::net::TcpListener::from_std(held).expect("adopt the reserved port")
+                    }
+                    None => tokio::net::TcpListener::bind(&addrs[&id]).await.expect("bind the node's peer port again"),
+                };
                 listeners.insert(id, PeerListener::serve(listener, Arc::downgrade(&handler)).expect("serve peers"));
             }
         }

@@ -187,12 +187,6 @@ async fn a_busy_agent_gets_no_new_chats_and_a_visitor_can_enter_by_a_groups_entr
     let (f, _) = v2.recv_until(|f| matches!(f, ServerFrame::Conversation(_))).await;
     let ServerFrame::Conversation(u) = f else { unreachable!() };
     assert_eq!(v2.send_accepted(1, None, "about my invoice").await, (u.conversation, 1), "the message goes into it");
-    let list: serde_json::Value = ureq::get(&node.url(&format!("/v1/tenants/{}/conversations", t.id.0)))
-        .set("authorization", &format!("Bearer {}", t.api_key))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
-    let rec = list.as_array().unwrap().iter().find(|r| r["id"] == u.conversation.0).unwrap().clone();
+    let rec = open_conversations(&node, &t).into_iter().find(|r| r["id"] == u.conversation.0).unwrap();
     assert_eq!(rec["group"], billing.0);
 }

@@ -127,15 +127,7 @@ async fn an_agent_back_within_the_grace_period_keeps_its_chats_and_one_away_long
     // stored state: on a loaded machine the quick reconnect above can outlast the
     // grace period, and v1 would then hold an earlier Queued notice.)
     drop(agent1);
-    let c1_state = || -> String {
-        let list: serde_json::Value = ureq::get(&node.url(&format!("/v1/tenants/{}/conversations", t.id.0)))
-            .set("authorization", &format!("Bearer {}", t.api_key))
-            .call()
-            .unwrap()
-            .into_json()
-            .unwrap();
-        list.as_array().unwrap().iter().find(|r| r["id"] == c1.0).map(|r| r["state"].to_string()).unwrap_or_default()
-    };
+    let c1_state = || open_conversations(&node, &t).into_iter().find(|r| r["id"] == c1.0).map(|r| r["state"].to_string()).unwrap_or_default();
     wait_until("chat 1 is queued again", WAIT, || c1_state().contains("Queued"));
     let (f, _) = v1.recv_until(|f| matches!(f, ServerFrame::Conversation(u) if u.state == ConversationState::Queued)).await;
     assert!(matches!(f, ServerFrame::Conversation(u) if u.agent.is_none()));

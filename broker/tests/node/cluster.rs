@@ -1,6 +1,6 @@
 //! Three `switchboard` processes on loopback form one cluster over the TCP peer link.
 
-use crate::support::{create_tenant, wait_until, Node, Raw};
+use crate::support::{create_tenant, wait_until, wait_until_or, Node, Raw};
 use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -26,19 +26,16 @@ fn settled(node: &Node, ids: &[u64], replicas: usize) -> bool {
         })
 }
 
-/// Waits until [`settled`]; on timeout fails with what `node` sees and its log.
+/// Waits until [`settled`]; on timeout fails with what `node` sees, its log's tail and
+/// any panic in the logs of `all`.
 fn wait_settled(what: &str, node: &Node, all: &[Node], ids: &[u64], replicas: usize) {
-    let started = Instant::now();
-    while !settled(node, ids, replicas) {
-        if started.elapsed() > WAIT {
-            let seen = status(node).unwrap_or_default();
-            let shards: Vec<String> = seen["shards"].as_array().cloned().unwrap_or_default().iter().map(|s| format!("{} {} leader {} here {}", s["shard"], s["replicas"], s["leader"], s["here"])).collect();
-            let log = strip_ansi(&node.log());
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            panic!("timed out waiting until {what}\nnodes: {}\n{}\nlog tail:\n{}\npanics in logs under the temp dir:\n{}", seen["nodes"], shards.join("\n"), tail.into_iter().rev().collect::<Vec<_>>().join("\n"), panics_in(all));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_or(what, WAIT, || settled(node, ids, replicas), || {
+        let seen = status(node).unwrap_or_default();
+        let shards: Vec<String> = seen["shards"].as_array().cloned().unwrap_or_default().iter().map(|s| format!("{} {} leader {} here {}", s["shard"], s["replicas"], s["leader"], s["here"])).collect();
+        let log = strip_ansi(&node.log());
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        format!("nodes: {}\n{}\nlog tail:\n{}\npanics:\n{}", seen["nodes"], shards.join("\n"), tail.into_iter().rev().collect::<Vec<_>>().join("\n"), panics_in(all))
+    });
 }
 
 /// The first panics in the logs of `nodes`, with some context.
@@ -208,26 +205,13 @@ async fn a_node_drained_under_traffic_hands_over_its_replicas_and_is_removed() {
     let (sent, slowest) = writer.await.expect("writer");
     eprintln!("{sent} messages accepted before, during and after the drain; the slowest took {slowest:?}");
     // Refused while node 3 still hosts a group whose membership is changing.
-    let started = Instant::now();
-    loop {
+    let last = std::cell::RefCell::new(String::new());
+    wait_until_or("node 3 can be removed", WAIT, || {
         let (ok, text) = cli(&nodes[0], &["remove", "3"]);
-        if ok {
-            assert!(text.contains("removed"), "{text}");
-            break;
-        }
-        assert!(text.contains("still hosts") || text.contains("still holds"), "{text}");
-        if started.elapsed() > WAIT {
-            let here = status(&nodes[2]).unwrap_or_default();
-            let panics: Vec<String> = nodes.iter().enumerate().map(|(i, n)| {
-                let log = strip_ansi(&n.log());
-                let lines: Vec<&str> = log.lines().collect();
-                let at: Vec<String> = lines.iter().enumerate().filter(|(_, l)| l.contains("panicked")).take(3).map(|(k, _)| lines[k.saturating_sub(3)..(k + 12).min(lines.len())].join("\n")).collect();
-                format!("node {}: {}", i + 1, at.join("\n...\n"))
-            }).collect();
-            panic!("node 3 was never removable: {text}\nnode 3 sees: {here:#}\npanics:\n{}\nnode 3's log:\n{}", panics.join("\n"), nodes[2].log());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        assert!(if ok { text.contains("removed") } else { text.contains("still hosts") || text.contains("still holds") }, "{text}");
+        *last.borrow_mut() = text;
+        ok
+    }, || format!("last answer: {}\nnode 3 sees: {:#}\npanics:\n{}", last.borrow(), status(&nodes[2]).unwrap_or_default(), panics_in(&nodes)));
     let (ok, text) = cli(&nodes[0], &["remove", "77"]);
     assert!(!ok && text.contains("404"), "an unknown node: {text}");
     wait_until("node 3 is gone from the node table", WAIT, || settled(&nodes[1], &[1, 2], 2) && status(&nodes[1]).is_some_and(|s| s["nodes"].as_array().is_some_and(|n| n.len() == 2)));

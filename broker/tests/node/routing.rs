@@ -79,13 +79,8 @@ async fn two_hundred_concurrent_chats_never_exceed_a_cap_of_three_and_the_queue_
         total += handled;
     }
     assert_eq!(total, VISITORS, "every chat was assigned and closed");
-    let open: serde_json::Value = ureq::get(&node.url(&format!("/v1/tenants/{}/conversations", t.id.0)))
-        .set("authorization", &format!("Bearer {}", t.api_key))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
-    assert_eq!(open.as_array().unwrap().len(), 0, "nothing left open or queued: {open}");
+    let open = open_conversations(&node, &t);
+    assert!(open.is_empty(), "nothing left open or queued: {open:?}");
     node.assert_no_panic();
 }
 

@@ -14,12 +14,31 @@ use tokio::net::TcpStream;
 pub const WAIT: Duration = Duration::from_secs(15);
 
 /// Polls `pred` until it holds or `timeout` passes.
-pub fn wait_until(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, timeout: Duration, pred: impl FnMut() -> bool) {
+    wait_until_or(what, timeout, pred, String::new);
+}
+
+/// Polls `pred` until it holds; after `timeout` fails with `report()` (what the test
+/// can say about why).
+pub fn wait_until_or(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool, report: impl FnOnce() -> String) {
     let deadline = Instant::now() + timeout;
     while !pred() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for {what}\n{}", report());
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The tenant's open conversations, as `GET /v1/tenants/{id}/conversations` lists them.
+pub fn open_conversations(node: &Node, tenant: &Tenant) -> Vec<Value> {
+    let list: Value = ureq::get(&node.url(&format!("/v1/tenants/{}/conversations", tenant.id.0)))
+        .set("authorization", &format!("Bearer {}", tenant.api_key))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    list.as_array().cloned().unwrap_or_default()
 }
 
 /// A `switchboard` child process.
