@@ -42,6 +42,12 @@ impl ClusterNode {
                 Err(_) => Err(WriteError::Unavailable(format!("not done within {:?}; it may still complete", self.config.write_timeout))),
             };
         }
+        self.forward_to_control_leader(request).await
+    }
+
+    /// Sends `request` to the control-plane leader (another node) and waits, up to
+    /// the write timeout, for its answer.
+    pub(super) async fn forward_to_control_leader(&self, request: PeerRequest) -> Result<ControlResponse, WriteError> {
         let leader = self.control().metrics().borrow().current_leader;
         let Some(addr) = leader.filter(|l| *l != self.id()).and_then(|l| self.peer_addr(l)) else {
             return Err(WriteError::NotLeader(leader));

@@ -18,17 +18,7 @@ impl ClusterNode {
     /// the configured voters.
     async fn handle_join(&self, record: NodeRecord) -> Result<ControlResponse, WriteError> {
         if !self.is_control_leader() {
-            let leader = self.control.metrics().borrow().current_leader;
-            let Some(addr) = leader.filter(|l| *l != self.config.id).and_then(|l| self.peer_addr(l)) else {
-                return Err(WriteError::NotLeader(leader));
-            };
-            let forwarded = self.transport.call(&self.config.addr.peer, &addr, PeerRequest::Join(record));
-            return match tokio::time::timeout(self.config.write_timeout, forwarded).await {
-                Ok(Ok(PeerResponse::Control(r))) => r,
-                Ok(Ok(other)) => Err(WriteError::Unavailable(format!("unexpected answer {other:?}"))),
-                Ok(Err(e)) => Err(WriteError::Unavailable(e.to_string())),
-                Err(_) => Err(WriteError::Unavailable(format!("the leader did not answer within {:?}", self.config.write_timeout))),
-            };
+            return self.forward_to_control_leader(PeerRequest::Join(record)).await;
         }
         let known = self.tables().nodes().map_err(|e| WriteError::Unavailable(e.to_string()))?.into_iter().find(|n| n.id == record.id);
         if known.as_ref().map(|k| &k.addr) != Some(&record.addr) {
