@@ -28,6 +28,8 @@ pub struct NodeContext {
     pub connections: std::sync::atomic::AtomicUsize,
     /// Shards of the cluster (fixed when it was created).
     pub shards: u32,
+    /// The time the routing rules read (the system clock, or a manual one in tests).
+    pub clock: Clock,
 }
 
 impl NodeContext {
@@ -42,7 +44,7 @@ impl NodeContext {
         routers: Routers,
     ) -> Self {
         let codec = FrameCodec::new(config.max_frame_len);
-        NodeContext { config, codec, store, log, directory, registry, routers, ready: AtomicBool::new(false), connections: Default::default(), shards }
+        NodeContext { config, codec, store, log, directory, registry, routers, ready: AtomicBool::new(false), connections: Default::default(), shards, clock: Clock::System }
     }
 
     /// A new conversation id, on the shard of the visitor's sessions.
@@ -59,6 +61,41 @@ impl NodeContext {
     /// Sets readiness.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// Where the routing rules read the time. Every deadline a tenant router keeps
+/// (grace periods, auto-transfer, overflow, sticky holds, business hours) is due
+/// at a time on this clock, so a test with a manual clock moves time forward by
+/// hand (paused time) instead of sleeping.
+#[derive(Clone, Debug, Default)]
+pub enum Clock {
+    /// The system clock.
+    #[default]
+    System,
+    /// Milliseconds since the epoch, moved only by [`Clock::advance`].
+    Manual(Arc<std::sync::atomic::AtomicU64>),
+}
+
+impl Clock {
+    /// A manual clock standing at `start_ms`.
+    pub fn manual(start_ms: u64) -> Clock {
+        Clock::Manual(Arc::new(std::sync::atomic::AtomicU64::new(start_ms)))
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        match self {
+            Clock::System => now_ms(),
+            Clock::Manual(ms) => ms.load(Ordering::Acquire),
+        }
+    }
+
+    /// Moves a manual clock forward (the system clock moves by itself).
+    pub fn advance(&self, by: std::time::Duration) {
+        if let Clock::Manual(ms) = self {
+            ms.fetch_add(by.as_millis() as u64, Ordering::AcqRel);
+        }
     }
 }
 

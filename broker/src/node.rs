@@ -108,7 +108,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
         .with_context(|| format!("opening store {}", db_path.display()))?;
     let store = Arc::new(store);
     let (cluster, log) = start_cluster(&config, &store, dispatcher.clone()).await?;
-    directory.absorb(Directory::load(&store, log.as_ref()).context("loading the directory")?);
+    directory.absorb(Directory::load(&store, log.as_ref(), crate::context::now_ms()).context("loading the directory")?);
     let shards = cluster.node.shard_count().unwrap_or(config.shards);
 
     let router_arbiter = actix::Arbiter::new();

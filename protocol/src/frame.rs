@@ -109,6 +109,14 @@ pub enum ClientFrame {
         /// The group.
         group: GroupId,
     },
+    /// 18. A visitor opens a conversation from one of the tenant's channels (an app,
+    /// a web page, a mini-program), before writing: it enters the group the tenant
+    /// mapped that channel to (the default group if none); answered with
+    /// `Conversation`.
+    OpenVia {
+        /// The channel's name (1-64 bytes of `a-z 0-9 . _ -`).
+        channel: String,
+    },
 }
 
 /// An agent's presence (offline is having no connection).

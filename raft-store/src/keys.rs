@@ -52,6 +52,7 @@ pub(crate) mod tag {
     pub const TRAIL: u8 = 14;
     pub const VISITOR_CONVERSATION: u8 = 15;
     pub const QUICK_REPLY: u8 = 16;
+    pub const CHANNEL: u8 = 17;
 }
 
 /// `messages` key: conversation, seq.
@@ -175,6 +176,14 @@ pub fn profile_key(tenant: TenantId, visitor: VisitorId) -> Vec<u8> {
 pub fn webhook_key(tenant: TenantId) -> Vec<u8> {
     let mut k = vec![tag::WEBHOOK];
     k.extend_from_slice(&tenant.0.to_be_bytes());
+    k
+}
+
+/// `directory` key of a tenant's channel (its group mapping).
+pub fn channel_key(tenant: TenantId, channel: &str) -> Vec<u8> {
+    let mut k = vec![tag::CHANNEL];
+    k.extend_from_slice(&tenant.0.to_be_bytes());
+    k.extend_from_slice(channel.as_bytes());
     k
 }
 

@@ -31,7 +31,7 @@ mod writer;
 pub use error::StoreError;
 pub use log::{Answer, AppendFuture, AppendOutcome, AppendRequest, CommitListener, Committed, ConversationLog};
 pub use records::{
-    AgentRecord, AgentTokenRecord, BotRecord, BusinessHours, ConversationRecord, DayHours, GroupRecord, KnowledgeRecord, MenuItemRecord, OutboxRecord, RatingRecord, Strategy,
+    AgentRecord, AgentTokenRecord, BotRecord, BusinessHours, ChannelRecord, ConversationRecord, DayHours, GroupRecord, KnowledgeRecord, MenuItemRecord, OutboxRecord, RatingRecord, Strategy,
     TenantRecord, VisitorProfileRecord, WebhookEvent, WebhookRecord,
 };
 pub use store::{Store, StoreOptions};

@@ -180,6 +180,20 @@ pub struct RatingRecord {
     pub at_ms: u64,
 }
 
+/// Which skill group a tenant's channel (an app, a web page, a mini-program...)
+/// sends its visitors to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelRecord {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The channel's name, as its clients send it in `OpenVia`.
+    pub channel: String,
+    /// The group its new conversations enter.
+    pub group: GroupId,
+    /// When it was last set, ms since the epoch.
+    pub updated_at_ms: u64,
+}
+
 /// Where a tenant's webhooks go.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookRecord {

@@ -6,7 +6,7 @@ use crate::log::{AppendFuture, AppendRequest, CommitListener, ConversationLog};
 use crate::records::{
     self, AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, KnowledgeRecord, OutboxRecord, RatingRecord, TenantRecord,
     VisitorProfileRecord,
-    WebhookEvent, WebhookRecord,
+    WebhookEvent, WebhookRecord, ChannelRecord,
 };
 use crate::writer::{AppendReply, Put, WriteOp, Writer};
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, DB};
@@ -250,6 +250,21 @@ impl Store {
             let tenant = tenant.ok_or(StoreError::Corrupt { what: "quick reply key", reason: format!("{} bytes", k.len()) })?;
             Ok((tenant, records::decode("quick reply", v)?))
         })
+    }
+
+    /// Writes a channel's group mapping durably.
+    pub fn put_channel(&self, record: &ChannelRecord) -> Durable<()> {
+        self.put(vec![Put { cf: CF_DIRECTORY, key: channel_key(record.tenant, &record.channel), value: Some(records::encode(record)) }], None)
+    }
+
+    /// Removes a channel's group mapping durably.
+    pub fn delete_channel(&self, tenant: TenantId, channel: &str) -> Durable<()> {
+        self.put(vec![Put { cf: CF_DIRECTORY, key: channel_key(tenant, channel), value: None }], None)
+    }
+
+    /// Every tenant's channels.
+    pub fn channels(&self) -> Result<Vec<ChannelRecord>, StoreError> {
+        self.scan_prefix(CF_DIRECTORY, &[tag::CHANNEL], |_, v| records::decode("channel", v))
     }
 
     /// Writes a tenant's webhook settings durably.

@@ -300,3 +300,44 @@ pub(super) async fn get_profile(req: HttpRequest, state: web::Data<ApiState>, pa
     let record = state.ctx.directory.profile(tenant.id, VisitorId(visitor)).unwrap_or_else(|| VisitorProfileRecord::new(tenant.id, VisitorId(visitor)));
     Ok(HttpResponse::Ok().json(record))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChannelBody {
+    group: u64,
+}
+
+pub(super) async fn put_channel(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+    path: web::Path<(u64, String)>,
+    body: web::Json<ChannelBody>,
+) -> Result<HttpResponse, ApiError> {
+    let (tenant, channel) = path.into_inner();
+    let tenant = Caller::for_tenant(&req, &state, TenantId(tenant))?;
+    crate::session::check_channel(&channel).map_err(ApiError::BadRequest)?;
+    let group = GroupId(body.group);
+    if group != GroupId(0) && state.ctx.directory.group(tenant.id, group).is_none() {
+        return Err(ApiError::BadRequest(format!("group {} is not a group of this tenant", group.0)));
+    }
+    let record = ChannelRecord { tenant: tenant.id, channel, group, updated_at_ms: now_ms() };
+    durable(state.ctx.store.put_channel(&record)).await?;
+    state.ctx.directory.put_channel(record.clone());
+    Ok(HttpResponse::Ok().json(record))
+}
+
+pub(super) async fn list_channels(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+    let tenant = Caller::for_tenant(&req, &state, TenantId(path.into_inner()))?;
+    Ok(HttpResponse::Ok().json(state.ctx.directory.channels_of(tenant.id)))
+}
+
+pub(super) async fn delete_channel(req: HttpRequest, state: web::Data<ApiState>, path: web::Path<(u64, String)>) -> Result<HttpResponse, ApiError> {
+    let (tenant, channel) = path.into_inner();
+    let tenant = Caller::for_tenant(&req, &state, TenantId(tenant))?;
+    if state.ctx.directory.channel_group(tenant.id, &channel).is_none() {
+        return Err(ApiError::NotFound(format!("channel {channel:?}")));
+    }
+    durable(state.ctx.store.delete_channel(tenant.id, &channel)).await?;
+    state.ctx.directory.remove_channel(tenant.id, &channel);
+    Ok(HttpResponse::NoContent().finish())
+}

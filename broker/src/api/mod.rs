@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_protocol::auth::secret_digest;
 use switchboard_protocol::{AgentId, ConversationId, ConversationState, GroupId, QuickReply, TenantId, VisitorId};
 use switchboard_raft_store::store::{durable, IdKind};
-use switchboard_raft_store::{AgentRecord, AgentTokenRecord, BotRecord, ConversationRecord, GroupRecord, BusinessHours, KnowledgeRecord, MenuItemRecord, Strategy, TenantRecord, VisitorProfileRecord,
+use switchboard_raft_store::{AgentRecord, AgentTokenRecord, BotRecord, ChannelRecord, ConversationRecord, GroupRecord, BusinessHours, KnowledgeRecord, MenuItemRecord, Strategy, TenantRecord, VisitorProfileRecord,
     WebhookRecord};
 
 /// Longest display name accepted.
@@ -147,6 +147,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/v1/tenants/{tenant}/groups", web::post().to(directory::create_group))
         .route("/v1/tenants/{tenant}/groups", web::get().to(directory::list_groups))
         .route("/v1/tenants/{tenant}/groups/{group}", web::put().to(directory::update_group))
+        .route("/v1/tenants/{tenant}/channels", web::get().to(directory::list_channels))
+        .route("/v1/tenants/{tenant}/channels/{channel}", web::put().to(directory::put_channel))
+        .route("/v1/tenants/{tenant}/channels/{channel}", web::delete().to(directory::delete_channel))
         .route("/v1/tenants/{tenant}/visitors/{visitor}/profile", web::put().to(directory::put_profile))
         .route("/v1/tenants/{tenant}/visitors/{visitor}/profile", web::get().to(directory::get_profile))
         .route("/v1/tenants/{tenant}/webhook", web::put().to(webhooks::put_webhook))

@@ -5,7 +5,7 @@ use dashmap::DashMap;
 use std::sync::Arc;
 use switchboard_protocol::{AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, Participant, QuickReply, TenantId, VisitorId};
 use switchboard_raft_store::{
-    AgentRecord, AgentTokenRecord, BotRecord, ConversationLog, ConversationRecord, GroupRecord, KnowledgeRecord, Store, StoreError, TenantRecord,
+    AgentRecord, AgentTokenRecord, BotRecord, ChannelRecord, ConversationLog, ConversationRecord, GroupRecord, KnowledgeRecord, Store, StoreError, TenantRecord,
     VisitorProfileRecord, WebhookRecord,
 };
 
@@ -53,11 +53,21 @@ pub struct Directory {
     quick_replies: DashMap<(TenantId, u64), QuickReply>,
     conversations: DashMap<ConversationId, ConversationEntry>,
     visitor_open: DashMap<(TenantId, VisitorId), ConversationId>,
+    /// Conversations closed within [`RECENTLY_CLOSED_MS`] before start-up, per tenant,
+    /// until the tenant's router takes them.
+    recently_closed: DashMap<TenantId, Vec<ConversationRecord>>,
+    channels: DashMap<(TenantId, String), ChannelRecord>,
 }
 
+/// How long a tenant router remembers a closed conversation: it may still be
+/// rated, reopened within the reopen window, and its agent is the visitor's sticky
+/// agent.
+pub const RECENTLY_CLOSED_MS: u64 = 24 * 3_600_000;
+
 impl Directory {
-    /// Loads everything from the store (start-up).
-    pub fn load(store: &Store, log: &dyn ConversationLog) -> Result<Directory, StoreError> {
+    /// Loads everything from the store (start-up); `now_ms` decides which closed
+    /// conversations are recent.
+    pub fn load(store: &Store, log: &dyn ConversationLog, now_ms: u64) -> Result<Directory, StoreError> {
         let dir = Directory::default();
         for t in store.tenants()? {
             dir.insert_tenant(t);
@@ -70,6 +80,9 @@ impl Directory {
         }
         for (tenant, q) in store.quick_replies()? {
             dir.quick_replies.insert((tenant, q.id), q);
+        }
+        for c in store.channels()? {
+            dir.channels.insert((c.tenant, c.channel.clone()), c);
         }
         for w in store.webhooks()? {
             dir.webhooks.insert(w.tenant, w);
@@ -88,10 +101,13 @@ impl Directory {
         for (digest, rec) in store.agent_tokens()? {
             dir.agent_tokens.insert(digest, rec);
         }
+        let recent = now_ms.saturating_sub(RECENTLY_CLOSED_MS);
         for c in store.conversations()? {
             if c.state != ConversationState::Closed {
                 let last_seq = log.last_seq(c.id)?;
                 dir.put_conversation(&c, last_seq);
+            } else if c.closed_at_ms.is_some_and(|at| at >= recent) {
+                dir.recently_closed.entry(c.tenant).or_default().push(c);
             }
         }
         Ok(dir)
@@ -134,6 +150,12 @@ impl Directory {
         }
         for (k, v) in other.visitor_open {
             self.visitor_open.insert(k, v);
+        }
+        for (k, v) in other.channels {
+            self.channels.insert(k, v);
+        }
+        for (k, v) in other.recently_closed {
+            self.recently_closed.insert(k, v);
         }
     }
 
@@ -285,6 +307,34 @@ impl Directory {
         };
         self.conversations.insert(rec.id, ConversationEntry { record: *rec, last_seq, last_activity_ms });
         self.visitor_open.insert((rec.tenant, rec.visitor), rec.id);
+    }
+
+    /// Adds or replaces a channel's mapping.
+    pub fn put_channel(&self, c: ChannelRecord) {
+        self.channels.insert((c.tenant, c.channel.clone()), c);
+    }
+
+    /// Removes a channel's mapping; whether it existed.
+    pub fn remove_channel(&self, tenant: TenantId, channel: &str) -> bool {
+        self.channels.remove(&(tenant, channel.to_string())).is_some()
+    }
+
+    /// The group a channel's visitors enter, if the tenant mapped it.
+    pub fn channel_group(&self, tenant: TenantId, channel: &str) -> Option<GroupId> {
+        self.channels.get(&(tenant, channel.to_string())).map(|c| c.group)
+    }
+
+    /// A tenant's channels, by name.
+    pub fn channels_of(&self, tenant: TenantId) -> Vec<ChannelRecord> {
+        let mut v: Vec<ChannelRecord> = self.channels.iter().filter(|e| e.key().0 == tenant).map(|e| e.value().clone()).collect();
+        v.sort_by(|a, b| a.channel.cmp(&b.channel));
+        v
+    }
+
+    /// The tenant's conversations closed shortly before start-up (once: its router
+    /// keeps them from then on).
+    pub fn take_recently_closed(&self, tenant: TenantId) -> Vec<ConversationRecord> {
+        self.recently_closed.remove(&tenant).map(|(_, v)| v).unwrap_or_default()
     }
 
     /// An open conversation.

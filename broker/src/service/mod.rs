@@ -3,7 +3,9 @@
 
 pub mod assignment;
 pub mod bot;
+pub mod deadlines;
 pub mod hours;
 pub mod knowledge;
+pub mod placement;
 pub mod queue;
 pub mod reports;

@@ -13,6 +13,7 @@ pub mod visitor;
 
 pub use agent::AgentSeat;
 pub use visitor::VisitorSession;
+pub use tools::check_channel;
 
 use crate::context::Ctx;
 use crate::metrics;

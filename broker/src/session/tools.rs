@@ -7,9 +7,9 @@ use crate::routing::tenant_router::{
     AddNote, BotInput, BotTurn, Invite, OpenConversation, PresenceChanged, RateConversation, RequestRating, TakeConversation, Transfer,
 };
 use crate::routing::RouteError;
-use crate::service::assignment::TakeError;
+use crate::service::assignment::{TakeError, DEFAULT_GROUP};
 use actix::prelude::*;
-use switchboard_protocol::{ClientFrame, ConversationState, ErrorCode, Participant, SendMessage, ServerFrame};
+use switchboard_protocol::{ClientFrame, ConversationState, ErrorCode, GroupId, Participant, SendMessage, ServerFrame};
 use switchboard_raft_store::VisitorProfileRecord;
 
 /// Handles every frame `core::on_frame` does not.
@@ -92,29 +92,14 @@ pub(super) fn on_tool_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ct
             }
             _ => core.reject(ErrorCode::INVALID_REQUEST, "only agents have a presence", None),
         },
-        ClientFrame::OpenIn { group } => match core.me {
-            Participant::Visitor(visitor) => {
-                if let Some(open) = core.ctx.directory.open_conversation_of(core.tenant, visitor) {
-                    return core.reject(ErrorCode::INVALID_REQUEST, format!("conversation {open} is already open"), None);
-                }
-                let router = core.ctx.routers.get(core.tenant, &core.ctx);
-                let open = router.send(OpenConversation { visitor, group: Some(group) });
-                ctx.wait(open.into_actor(act).map(move |res, act, ctx| {
-                    match res.unwrap_or(Err(RouteError::Unavailable)) {
-                        Ok(conversation) => {
-                            let core = act.core();
-                            core.subs.subscribe(conversation, 0, 0);
-                        }
-                        Err(e) => {
-                            let code = route_error_code(&e);
-                            act.core().reject(code, e.to_string(), None);
-                        }
-                    }
-                    stop_if_closing(act, ctx);
-                }));
+        ClientFrame::OpenIn { group } => open_in(act, group, ctx),
+        ClientFrame::OpenVia { channel } => {
+            if let Err(e) = check_channel(&channel) {
+                return core.reject(ErrorCode::INVALID_REQUEST, e, None);
             }
-            _ => core.reject(ErrorCode::INVALID_REQUEST, "only visitors open conversations", None),
-        },
+            let group = core.ctx.directory.channel_group(core.tenant, &channel).unwrap_or(DEFAULT_GROUP);
+            open_in(act, group, ctx)
+        }
         ClientFrame::ListQuickReplies => match core.me {
             Participant::Agent(agent) => {
                 let replies = core.ctx.directory.quick_replies_for(core.tenant, Some(agent));
@@ -163,5 +148,40 @@ pub(super) fn on_tool_frame<A: SessionActor>(act: &mut A, frame: ClientFrame, ct
         | ClientFrame::Ack { .. }
         | ClientFrame::Fetch { .. }
         | ClientFrame::Close { .. } => {}
+    }
+}
+
+/// A visitor opens a conversation in `group` before writing.
+fn open_in<A: SessionActor>(act: &mut A, group: GroupId, ctx: &mut Context<A>) {
+    let core = act.core();
+    let Participant::Visitor(visitor) = core.me else {
+        return core.reject(ErrorCode::INVALID_REQUEST, "only visitors open conversations", None);
+    };
+    if let Some(open) = core.ctx.directory.open_conversation_of(core.tenant, visitor) {
+        return core.reject(ErrorCode::INVALID_REQUEST, format!("conversation {open} is already open"), None);
+    }
+    let router = core.ctx.routers.get(core.tenant, &core.ctx);
+    let open = router.send(OpenConversation { visitor, group: Some(group) });
+    ctx.wait(open.into_actor(act).map(move |res, act, ctx| {
+        match res.unwrap_or(Err(RouteError::Unavailable)) {
+            Ok(conversation) => {
+                act.core().subs.subscribe(conversation, 0, 0);
+            }
+            Err(e) => {
+                let code = route_error_code(&e);
+                act.core().reject(code, e.to_string(), None);
+            }
+        }
+        stop_if_closing(act, ctx);
+    }));
+}
+
+/// A channel name: 1-64 bytes of `a-z 0-9 . _ -`.
+pub fn check_channel(channel: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&channel.len()) && channel.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("channel {channel:?}: 1-64 bytes of a-z, 0-9, '.', '_' or '-'"))
     }
 }

@@ -190,3 +190,53 @@ async fn a_busy_agent_gets_no_new_chats_and_a_visitor_can_enter_by_a_groups_entr
     let rec = open_conversations(&node, &t).into_iter().find(|r| r["id"] == u.conversation.0).unwrap();
     assert_eq!(rec["group"], billing.0);
 }
+
+/// Status of an admin request (`ureq` reports 4xx/5xx as errors).
+fn admin_status(node: &Node, method: &str, path: &str, body: Option<serde_json::Value>) -> u16 {
+    let req = ureq::request(method, &node.url(path)).set("authorization", &format!("Bearer {}", node.admin_token));
+    let res = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    match res {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("{method} {path}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn a_visitor_from_a_mapped_channel_enters_its_group_and_bad_channels_are_refused() {
+    let (_dir, node, t) = node_with_tenant(&[]);
+    let (a1, _) = create_agent(&node, t.id, 5);
+    let g = admin_post(&node, &format!("/v1/tenants/{}/groups", t.id.0), serde_json::json!({"name": "mini-program", "members": [a1.0]}));
+    let mini = GroupId(g["id"].as_u64().unwrap());
+    let channels = format!("/v1/tenants/{}/channels", t.id.0);
+    assert_eq!(admin_status(&node, "PUT", &format!("{channels}/wechat-mini"), Some(serde_json::json!({"group": mini.0}))), 200);
+    assert_eq!(admin_status(&node, "PUT", &format!("{channels}/Bad%20Name"), Some(serde_json::json!({"group": mini.0}))), 400);
+    assert_eq!(admin_status(&node, "PUT", &format!("{channels}/web"), Some(serde_json::json!({"group": 999}))), 400, "no such group");
+    let list: serde_json::Value =
+        ureq::get(&node.url(&channels)).set("authorization", &format!("Bearer {}", node.admin_token)).call().unwrap().into_json().unwrap();
+    assert_eq!(list.as_array().map(|l| l.len()), Some(1), "{list}");
+    assert_eq!(list[0]["channel"], "wechat-mini");
+
+    let group_of = |c: ConversationId| open_conversations(&node, &t).into_iter().find(|r| r["id"] == c.0).unwrap()["group"].clone();
+    let (mut v1, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    v1.send(&ClientFrame::OpenVia { channel: "wechat-mini".into() }).await;
+    let (f, _) = v1.recv_until(|f| matches!(f, ServerFrame::Conversation(_))).await;
+    let ServerFrame::Conversation(u) = f else { unreachable!() };
+    assert_eq!(v1.send_accepted(1, None, "from the mini program").await, (u.conversation, 1));
+    assert_eq!(group_of(u.conversation), mini.0, "the channel's group");
+
+    // A channel without a mapping goes to everyone; a malformed one is refused.
+    let (mut v2, _) = Raw::login(node.tcp, Auth::Anonymous { tenant: t.id }, vec![]).await;
+    v2.send(&ClientFrame::OpenVia { channel: "BAD channel!".into() }).await;
+    assert_error(&v2.recv_until(|f| matches!(f, ServerFrame::Error(_))).await.0, ErrorCode::INVALID_REQUEST);
+    v2.send(&ClientFrame::OpenVia { channel: "android".into() }).await;
+    let (f, _) = v2.recv_until(|f| matches!(f, ServerFrame::Conversation(_))).await;
+    let ServerFrame::Conversation(u2) = f else { unreachable!() };
+    assert_eq!(group_of(u2.conversation), 0);
+
+    assert_eq!(admin_status(&node, "DELETE", &format!("{channels}/wechat-mini"), None), 204);
+    assert_eq!(admin_status(&node, "DELETE", &format!("{channels}/wechat-mini"), None), 404);
+}

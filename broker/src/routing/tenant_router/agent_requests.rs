@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// How long after a close the visitor may still rate the conversation.
+const RATING_WINDOW_MS: u64 = 3_600_000;
+
 /// Sent by an `AgentSeat` when its agent's message in a conversation it holds is durable.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -72,7 +75,10 @@ impl Handler<RateConversation> for TenantRouter {
 
     fn handle(&mut self, msg: RateConversation, _: &mut Context<Self>) -> Self::Result {
         let conversation = msg.conversation;
-        let rec = self.records.get(&conversation).or_else(|| self.recently_closed.get(&conversation)).copied();
+        // A closed conversation may be rated for an hour after it closed.
+        let hour_ago = self.now().saturating_sub(RATING_WINDOW_MS);
+        let closed = self.recently_closed.get(&conversation).filter(|r| r.closed_at_ms.unwrap_or(0) >= hour_ago);
+        let rec = self.records.get(&conversation).or(closed).copied();
         let Some(rec) = rec.filter(|r| r.visitor == msg.visitor) else {
             return Box::pin(fut::ready(Err(RouteError::ConversationNotFound { conversation })));
         };
@@ -83,7 +89,7 @@ impl Handler<RateConversation> for TenantRouter {
             agent: rec.agent,
             score: msg.score,
             comment: msg.comment,
-            at_ms: now_ms(),
+            at_ms: self.now(),
         };
         let write = self.ctx.store.put_rating(&rating, self.ctx.directory.webhook(self.tenant).is_some());
         Box::pin(async move { durable(write).await.map_err(|e| RouteError::Storage { reason: e.to_string() }) }.into_actor(self))
@@ -132,7 +138,7 @@ impl Handler<TakeConversation> for TenantRouter {
         self.pool.take(msg.conversation, msg.agent)?;
         rec.agent = Some(msg.agent);
         rec.state = ConversationState::Assigned;
-        rec.assigned_at_ms = Some(now_ms());
+        rec.assigned_at_ms = Some(self.now());
         self.persist(rec, &["conversation.assigned"], ctx);
         Ok(())
     }
@@ -153,7 +159,7 @@ pub struct AddNote {
 impl TenantRouter {
     /// Stores a note and, once durable, shows it to the conversation's agent.
     fn save_note(&mut self, conversation: ConversationId, author: AgentId, body: String) -> ResponseActFuture<Self, Result<(), RouteError>> {
-        let note = InternalNote { author, at_ms: now_ms(), body };
+        let note = InternalNote { author, at_ms: self.now(), body };
         let write = self.ctx.store.put_note(self.tenant, conversation, &note);
         Box::pin(async move { durable(write).await }.into_actor(self).map(move |res, act, _| {
             res.map_err(|e| RouteError::Storage { reason: e.to_string() })?;
@@ -209,7 +215,7 @@ impl Handler<Transfer> for TenantRouter {
             let note = self.save_note(conversation, msg.from, msg.note);
             ctx.spawn(note.map(|_, _, _| ()));
         }
-        let now = now_ms();
+        let now = self.now();
         let moved = match msg.to {
             TransferTarget::Agent(to) if to == msg.from => Err(TakeError::NotMember),
             TransferTarget::Agent(to) if self.ctx.directory.agent(self.tenant, to).is_none() => Err(TakeError::NotMember),
@@ -266,7 +272,7 @@ impl Handler<Invite> for TenantRouter {
         if let Err(e) = self.pool.assign_direct(id, msg.agent) {
             return refuse(&e.to_string());
         }
-        let now = now_ms();
+        let now = self.now();
         let rec = ConversationRecord {
             id,
             tenant: self.tenant,

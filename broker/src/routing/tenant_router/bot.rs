@@ -52,9 +52,9 @@ impl TenantRouter {
             conversation,
             sender: Participant::Bot,
             // unique per conversation: creation time in ms and a counter
-            client_msg_id: (now_ms() << 16) ^ self.bot_replies,
+            client_msg_id: (crate::context::now_ms() << 16) ^ self.bot_replies,
             body: text,
-            sent_at_ms: now_ms(),
+            sent_at_ms: self.now(),
             origin: 0,
             received_at: std::time::Instant::now(),
             webhook: self.ctx.directory.webhook(self.tenant).map(|_| self.tenant),
@@ -76,7 +76,7 @@ impl TenantRouter {
     pub(super) fn hand_off(&mut self, mut rec: ConversationRecord, group: GroupId, ctx: &mut Context<Self>) {
         let group = if group == DEFAULT_GROUP || self.ctx.directory.group(self.tenant, group).is_some() { group } else { DEFAULT_GROUP };
         let ticket = self.next_ticket(rec.visitor);
-        let now = now_ms();
+        let now = self.now();
         rec.queue_ticket = ticket;
         rec.queued_at_ms = Some(now);
         let (group, placement) = match self.place_in(rec.id, rec.visitor, group, ticket, ctx) {

@@ -9,12 +9,17 @@ mod agent_requests;
 mod bot;
 mod placement;
 mod timers;
+#[cfg(test)]
+mod timed_tests;
 pub use agent_requests::{
     AddNote, AgentReplied, GroupChanged, Invite, PresenceChanged, RateConversation, RequestRating, TakeConversation, Transfer,
 };
 pub use bot::{BotChanged, BotInput, BotTurn};
+pub use timers::Tick;
+use timers::Timer;
+use crate::service::deadlines::Deadlines;
 use bot::knowledge_base;
-use crate::context::{now_ms, Ctx};
+use crate::context::Ctx;
 use crate::metrics;
 use crate::service::assignment::{self, Assignment, Placement, Pool, Strategy, TakeError, DEFAULT_GROUP, VIP_SHIFT};
 use crate::service::knowledge::KnowledgeBase;
@@ -125,10 +130,14 @@ pub struct TenantRouter {
     kb: KnowledgeBase,
     /// Bot replies sent, to make each reply's id unique.
     bot_replies: u64,
-    /// Conversations closed within the last hour (they may still be rated).
+    /// Conversations closed within `RECENTLY_CLOSED_MS` (they may still be rated or
+    /// reopened), also across restarts.
     recently_closed: HashMap<ConversationId, ConversationRecord>,
-    /// Each visitor's agent in their last closed conversation (sticky routing; since start).
-    last_agent: HashMap<VisitorId, AgentId>,
+    /// Each visitor's agent in their last conversation closed within
+    /// `RECENTLY_CLOSED_MS` (sticky routing), and when it closed.
+    last_agent: HashMap<VisitorId, (AgentId, u64)>,
+    /// When `recently_closed` and `last_agent` last dropped what is too old.
+    pruned_at_ms: u64,
     /// The open conversation of each visitor, including ones not yet durable.
     open_by_visitor: HashMap<VisitorId, ConversationId>,
     /// Bumped when a group's hours change, so stale opening/closing timers do nothing.
@@ -139,6 +148,12 @@ pub struct TenantRouter {
     /// Record writes and bot messages in submission order, announced in that order.
     writes: BTreeMap<u64, Slot>,
     next_write: u64,
+    /// Everything due later on the node's clock.
+    timers: Deadlines<Timer>,
+    /// The armed wake-up: its deadline and handle.
+    wake: Option<(u64, SpawnHandle)>,
+    /// Callers waiting for every write to be announced ([`Settled`]).
+    settle_waiters: Vec<oneshot::Sender<()>>,
 }
 
 /// A write waiting for its turn to be announced. Record writes and bot messages go
@@ -207,7 +222,18 @@ impl TenantRouter {
             records.insert(id, rec);
         }
         let kb = knowledge_base(&ctx, tenant);
-        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, open_by_visitor, recently_closed: HashMap::new(), last_agent: HashMap::new(), hours_generation: HashMap::new(), queue_sent: HashMap::new(), handling: HandlingTime::default(), writes: BTreeMap::new(), next_write: 0 }
+        let mut recently_closed = HashMap::new();
+        let mut last_agent = HashMap::new();
+        let mut closed = ctx.directory.take_recently_closed(tenant);
+        closed.sort_by_key(|r| r.closed_at_ms);
+        for rec in closed {
+            if let (Some(agent), Some(at)) = (rec.agent, rec.closed_at_ms) {
+                last_agent.insert(rec.visitor, (agent, at));
+            }
+            recently_closed.insert(rec.id, rec);
+        }
+        let pruned_at_ms = ctx.clock.now_ms();
+        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, open_by_visitor, recently_closed, last_agent, pruned_at_ms, hours_generation: HashMap::new(), queue_sent: HashMap::new(), handling: HandlingTime::default(), writes: BTreeMap::new(), next_write: 0, timers: Deadlines::default(), wake: None, settle_waiters: Vec::new() }
     }
 
 
@@ -292,12 +318,11 @@ impl TenantRouter {
                 if let (ConversationState::Closed, Some(a), Some(c)) = (done.rec.state, done.rec.assigned_at_ms, done.rec.closed_at_ms) {
                     self.handling.observe(c.saturating_sub(a));
                 }
-                if let (ConversationState::Closed, Some(agent)) = (done.rec.state, done.rec.agent) {
-                    self.last_agent.insert(done.rec.visitor, agent);
+                if let (ConversationState::Closed, Some(agent), Some(at)) = (done.rec.state, done.rec.agent, done.rec.closed_at_ms) {
+                    self.last_agent.insert(done.rec.visitor, (agent, at));
                 }
                 if done.rec.state == ConversationState::Closed {
-                    let hour_ago = now_ms().saturating_sub(3_600_000);
-                    self.recently_closed.retain(|_, r| r.closed_at_ms.unwrap_or(0) > hour_ago);
+                    self.prune_closed();
                     self.recently_closed.insert(done.rec.id, done.rec);
                     if done.announce && done.rec.agent.is_some() {
                         let event = SessionEvent::RatingRequested { conversation: done.rec.id };
@@ -308,6 +333,24 @@ impl TenantRouter {
             let _ = done.reply.send(done.result);
         }
         self.push_queue_status();
+        if self.writes.is_empty() {
+            for waiter in self.settle_waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+
+    /// Forgets closed conversations (and sticky agents) older than
+    /// `RECENTLY_CLOSED_MS`; at most once a minute.
+    fn prune_closed(&mut self) {
+        let now = self.now();
+        if now.saturating_sub(self.pruned_at_ms) < 60_000 {
+            return;
+        }
+        self.pruned_at_ms = now;
+        let oldest = now.saturating_sub(crate::routing::directory::RECENTLY_CLOSED_MS);
+        self.recently_closed.retain(|_, r| r.closed_at_ms.unwrap_or(0) >= oldest);
+        self.last_agent.retain(|_, (_, at)| *at >= oldest);
     }
 
     /// Tells each waiting visitor its position and estimated wait when they changed.
@@ -365,7 +408,7 @@ impl TenantRouter {
             let Some(mut rec) = self.records.get(&a.conversation).copied() else { continue };
             rec.agent = Some(a.agent);
             rec.state = ConversationState::Assigned;
-            rec.assigned_at_ms = Some(now_ms());
+            rec.assigned_at_ms = Some(self.now());
             self.persist(rec, &["conversation.assigned"], ctx);
         }
     }
@@ -383,7 +426,7 @@ impl Handler<OpenConversation> for TenantRouter {
         }
         let id = self.ctx.new_conversation_id(self.tenant, msg.visitor);
         let ticket = self.next_ticket(msg.visitor);
-        let now = now_ms();
+        let now = self.now();
         let group = msg.group.filter(|g| self.ctx.directory.group(self.tenant, *g).is_some()).unwrap_or(DEFAULT_GROUP);
         let bot = self.ctx.directory.bot(self.tenant).filter(|b| b.enabled);
         let (group, placement) = if bot.is_some() {
@@ -502,11 +545,33 @@ impl Handler<CloseConversation> for TenantRouter {
             ::metrics::counter!(metrics::BOT_RESOLVED).increment(1);
         }
         rec.state = ConversationState::Closed;
-        rec.closed_at_ms = Some(now_ms());
+        rec.closed_at_ms = Some(self.now());
         let freed = self.pool.release(conversation);
         let written = self.persist(rec, &["conversation.closed"], ctx);
         self.apply(freed, ctx);
         Box::pin(async move { written.await.unwrap_or(Err(RouteError::Unavailable)) }.into_actor(self))
+    }
+}
+
+/// Answers once every write the router has started is durable and announced (tests
+/// wait on it instead of sleeping).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Settled;
+
+impl Handler<Settled> for TenantRouter {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Settled, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        if self.writes.is_empty() {
+            let _ = tx.send(());
+        } else {
+            self.settle_waiters.push(tx);
+        }
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 }
 
