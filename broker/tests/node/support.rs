@@ -62,7 +62,8 @@ impl Node {
         let logfile = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args(["--data-dir", dir.to_str().unwrap()])
-            .args(["--http-addr", "127.0.0.1:0", "--tcp-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
+            .args(["--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
+            .args(if extra.contains(&"--tcp-addr") { &[][..] } else { &["--tcp-addr", "127.0.0.1:0"][..] })
             .args(if extra.contains(&"--peer-addr") { &[][..] } else { &["--peer-addr", "127.0.0.1:0"][..] })
             .args(["--admin-token", "test-admin-token-0123456789"])
             .args(extra)
