@@ -381,3 +381,51 @@ async fn a_rolling_restart_under_traffic_loses_and_repeats_nothing_and_a_whole_c
         n.assert_no_panic();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_under_traffic_loses_and_repeats_no_accepted_message() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    const VISITORS: u32 = 12;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = cluster(&dirs);
+    for n in &nodes {
+        wait_settled("three active nodes, a leader for every shard", n, &nodes, &[1, 2, 3], 3);
+    }
+    wait_until("node 2 leads some shards", WAIT, || leaders(&nodes[0]).iter().any(|(id, n)| *id == 2 && *n > 0));
+    let tenant = create_tenant(&nodes[0], "acme");
+    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..VISITORS).map(|v| tokio::spawn(write_until(nodes[0].tcp, tenant.id, v, stop.clone(), progress.clone()))).collect();
+    let count = || progress.load(Ordering::Acquire);
+    wait_until("the visitors are writing", WAIT, || count() >= 200);
+
+    // Node 2 dies mid-traffic with the leaderships it holds; nothing is flushed.
+    nodes[1].kill9();
+    let killed = Instant::now();
+    for n in [&nodes[0], &nodes[2]] {
+        wait_settled("the survivors lead every shard", n, &nodes, &[1, 3], 3);
+    }
+    eprintln!("every shard had a leader again {:?} after the kill", killed.elapsed());
+    let at = count();
+    wait_until("traffic goes on without node 2", WAIT, || count() >= at + 300);
+    restart(&mut nodes, &dirs, 2);
+    wait_settled("node 2 is back", &nodes[1], &nodes, &[1, 2, 3], 3);
+    let at = count();
+    wait_until("traffic goes on with node 2 back", WAIT, || count() >= at + 100);
+    stop.store(true, Ordering::Release);
+    let mut written = Vec::new();
+    for w in writers {
+        written.push(w.await.expect("writer"));
+    }
+    let total: u64 = written.iter().map(|w| w.sent).sum();
+    let longest = written.iter().map(|w| w.longest).max().unwrap_or_default();
+    eprintln!("{total} messages accepted in {VISITORS} conversations; the longest any conversation waited for an acceptance: {longest:?}");
+    for (v, w) in written.iter().enumerate() {
+        let expected: Vec<String> = (1..=w.sent).map(|i| format!("v{v}-m{i}")).collect();
+        assert_eq!(bodies(&nodes[0], &tenant, w.conversation), expected, "visitor {v}: every accepted message once, in order");
+    }
+    for n in &nodes {
+        n.assert_no_panic();
+    }
+}
