@@ -99,9 +99,17 @@ impl Clock {
     }
 }
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch: the system clock read once, at the first
+/// call, plus the monotonic time since. A step of the system clock (an NTP jump, an
+/// operator's `date -s`) therefore moves no deadline of a running node; the node
+/// picks the step up when it restarts.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    static ANCHOR: std::sync::OnceLock<(u64, std::time::Instant)> = std::sync::OnceLock::new();
+    let (wall, at) = ANCHOR.get_or_init(|| {
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        (wall, std::time::Instant::now())
+    });
+    wall.saturating_add(at.elapsed().as_millis() as u64)
 }
 
 /// Shorthand.

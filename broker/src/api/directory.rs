@@ -301,6 +301,9 @@ pub(super) async fn get_profile(req: HttpRequest, state: web::Data<ApiState>, pa
     Ok(HttpResponse::Ok().json(record))
 }
 
+/// Most channels one tenant maps.
+const MAX_CHANNELS: usize = 1000;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ChannelBody {
@@ -319,6 +322,10 @@ pub(super) async fn put_channel(
     let group = GroupId(body.group);
     if group != GroupId(0) && state.ctx.directory.group(tenant.id, group).is_none() {
         return Err(ApiError::BadRequest(format!("group {} is not a group of this tenant", group.0)));
+    }
+    let existing = state.ctx.directory.channels_of(tenant.id);
+    if existing.len() >= MAX_CHANNELS && !existing.iter().any(|c| c.channel == channel) {
+        return Err(ApiError::BadRequest(format!("a tenant has at most {MAX_CHANNELS} channels")));
     }
     let record = ChannelRecord { tenant: tenant.id, channel, group, updated_at_ms: now_ms() };
     durable(state.ctx.store.put_channel(&record)).await?;

@@ -91,7 +91,9 @@ pub fn overflow_wait_secs(rules: GroupRules) -> Option<u32> {
 /// where it moves, if it is still waiting there since then.
 pub fn overflow_due(rec: &ConversationRecord, from: GroupId, queued_at: Option<u64>, rules: GroupRules) -> Option<GroupId> {
     let still_waiting = rec.state == ConversationState::Queued && rec.group == from && rec.queued_at_ms == queued_at;
-    rules.overflow_group.filter(|to| still_waiting && *to != from)
+    // The group's settings when the timer fires count: overflow switched off since
+    // moves nothing, a new overflow group gets the chat.
+    overflow_wait_secs(rules).and(rules.overflow_group).filter(|to| still_waiting && *to != from)
 }
 
 /// The visitor's conversation to reopen instead of starting a new one: the latest
@@ -183,6 +185,8 @@ mod tests {
         assert_eq!(overflow_due(&queued, SALES, Some(10), rules), None, "moved since");
         let assigned = record(1, 1, ConversationState::Assigned, None);
         assert_eq!(overflow_due(&assigned, SUPPORT, Some(10), rules), None);
+        let switched_off = GroupRules { overflow_after_secs: 0, ..rules };
+        assert_eq!(overflow_due(&queued, SUPPORT, Some(10), switched_off), None, "overflow by wait turned off since");
     }
 
     #[test]

@@ -152,8 +152,11 @@ pub struct TenantRouter {
     timers: Deadlines<Timer>,
     /// The armed wake-up: its deadline and handle.
     wake: Option<(u64, SpawnHandle)>,
-    /// Callers waiting for every write to be announced ([`Settled`]).
-    settle_waiters: Vec<oneshot::Sender<()>>,
+    /// Callers waiting until every write started before they asked is announced
+    /// ([`Settled`]): the first write number they do not wait for.
+    settle_waiters: Vec<(u64, oneshot::Sender<()>)>,
+    /// Each visitor's latest conversation in `recently_closed` (what a reopen looks at).
+    latest_closed: HashMap<VisitorId, ConversationId>,
 }
 
 /// A write waiting for its turn to be announced. Record writes and bot messages go
@@ -226,14 +229,16 @@ impl TenantRouter {
         let mut last_agent = HashMap::new();
         let mut closed = ctx.directory.take_recently_closed(tenant);
         closed.sort_by_key(|r| r.closed_at_ms);
+        let mut latest_closed = HashMap::new();
         for rec in closed {
             if let (Some(agent), Some(at)) = (rec.agent, rec.closed_at_ms) {
                 last_agent.insert(rec.visitor, (agent, at));
             }
+            latest_closed.insert(rec.visitor, rec.id);
             recently_closed.insert(rec.id, rec);
         }
         let pruned_at_ms = ctx.clock.now_ms();
-        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, open_by_visitor, recently_closed, last_agent, pruned_at_ms, hours_generation: HashMap::new(), queue_sent: HashMap::new(), handling: HandlingTime::default(), writes: BTreeMap::new(), next_write: 0, timers: Deadlines::default(), wake: None, settle_waiters: Vec::new() }
+        TenantRouter { tenant, ctx, pool, records, next_ticket, kb, bot_replies: 0, open_by_visitor, recently_closed, last_agent, pruned_at_ms, hours_generation: HashMap::new(), queue_sent: HashMap::new(), handling: HandlingTime::default(), writes: BTreeMap::new(), next_write: 0, timers: Deadlines::default(), wake: None, settle_waiters: Vec::new(), latest_closed }
     }
 
 
@@ -324,6 +329,7 @@ impl TenantRouter {
                 if done.rec.state == ConversationState::Closed {
                     self.prune_closed();
                     self.recently_closed.insert(done.rec.id, done.rec);
+                    self.latest_closed.insert(done.rec.visitor, done.rec.id);
                     if done.announce && done.rec.agent.is_some() {
                         let event = SessionEvent::RatingRequested { conversation: done.rec.id };
                         self.ctx.registry.notify(self.tenant, Participant::Visitor(done.rec.visitor), event);
@@ -333,10 +339,11 @@ impl TenantRouter {
             let _ = done.reply.send(done.result);
         }
         self.push_queue_status();
-        if self.writes.is_empty() {
-            for waiter in self.settle_waiters.drain(..) {
-                let _ = waiter.send(());
-            }
+        let oldest_pending = self.writes.keys().next().copied().unwrap_or(self.next_write);
+        let (done, waiting): (Vec<_>, Vec<_>) = self.settle_waiters.drain(..).partition(|(upto, _)| oldest_pending >= *upto);
+        self.settle_waiters = waiting;
+        for (_, waiter) in done {
+            let _ = waiter.send(());
         }
     }
 
@@ -351,6 +358,8 @@ impl TenantRouter {
         let oldest = now.saturating_sub(crate::routing::directory::RECENTLY_CLOSED_MS);
         self.recently_closed.retain(|_, r| r.closed_at_ms.unwrap_or(0) >= oldest);
         self.last_agent.retain(|_, (_, at)| *at >= oldest);
+        let kept = &self.recently_closed;
+        self.latest_closed.retain(|_, c| kept.contains_key(c));
     }
 
     /// Tells each waiting visitor its position and estimated wait when they changed.
@@ -553,8 +562,8 @@ impl Handler<CloseConversation> for TenantRouter {
     }
 }
 
-/// Answers once every write the router has started is durable and announced (tests
-/// wait on it instead of sleeping).
+/// Answers once every record write and bot message the router started before it
+/// is durable and announced (tests wait on it instead of sleeping).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Settled;
@@ -567,7 +576,7 @@ impl Handler<Settled> for TenantRouter {
         if self.writes.is_empty() {
             let _ = tx.send(());
         } else {
-            self.settle_waiters.push(tx);
+            self.settle_waiters.push((self.next_write, tx));
         }
         Box::pin(async move {
             let _ = rx.await;

@@ -9,9 +9,10 @@ impl TenantRouter {
     /// history and seqs) instead of starting a duplicate.
     pub(super) fn reopen(&mut self, visitor: VisitorId, ctx: &mut Context<Self>) -> Option<ResponseActFuture<Self, Result<ConversationId, RouteError>>> {
         let window_ms = self.ctx.config.reopen_window_secs as u64 * 1000;
-        let id = rules::reopenable(self.recently_closed.values(), visitor, self.now(), window_ms)?;
-        let mut rec = self.recently_closed.get(&id).copied()?;
-        self.recently_closed.remove(&rec.id);
+        let latest = self.latest_closed.get(&visitor).and_then(|c| self.recently_closed.get(c));
+        let id = rules::reopenable(latest, visitor, self.now(), window_ms)?;
+        let mut rec = self.recently_closed.remove(&id)?;
+        self.latest_closed.remove(&visitor);
         let ticket = self.next_ticket(visitor);
         let now = self.now();
         rec.closed_at_ms = None;
@@ -57,7 +58,8 @@ impl TenantRouter {
     ) -> Result<(GroupId, Placement), RouteError> {
         // A returning visitor goes back to their last agent (or waits for them a while).
         let group_rules = self.rules(group);
-        let last_agent = self.last_agent.get(&visitor).map(|(agent, _)| *agent);
+        let forgotten = self.now().saturating_sub(crate::routing::directory::RECENTLY_CLOSED_MS);
+        let last_agent = self.last_agent.get(&visitor).filter(|(_, at)| *at >= forgotten).map(|(agent, _)| *agent);
         let has_room = last_agent.is_some_and(|a| self.pool.can_take(a, group));
         if let Sticky::LastAgent { agent, hold_secs } = rules::sticky(last_agent, has_room, group_rules) {
             let placement = self.pool.place_sticky(conversation, group, ticket, agent, hold_secs > 0);

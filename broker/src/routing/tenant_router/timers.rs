@@ -57,7 +57,10 @@ impl TenantRouter {
     fn arm(&mut self, ctx: &mut Context<Self>) {
         let Some(next) = self.timers.next_due() else { return };
         if let Some((armed, handle)) = self.wake {
-            if armed <= next {
+            // An armed wake-up still ahead and no later than `next` will do. One whose
+            // deadline has passed (its timers were fired by a `Tick`) is replaced, so it
+            // cannot hold back a nearer deadline.
+            if armed <= next && armed > self.now() {
                 return;
             }
             ctx.cancel_future(handle);
