@@ -8,6 +8,7 @@
 mod agent_requests;
 mod bot;
 mod placement;
+mod routers;
 mod timers;
 #[cfg(test)]
 mod timed_tests;
@@ -15,6 +16,7 @@ pub use agent_requests::{
     AddNote, AgentReplied, GroupChanged, Invite, PresenceChanged, RateConversation, RequestRating, TakeConversation, Transfer,
 };
 pub use bot::{BotChanged, BotInput, BotTurn};
+pub use routers::Routers;
 pub use timers::Tick;
 use timers::Timer;
 use crate::service::deadlines::Deadlines;
@@ -590,40 +592,5 @@ impl Handler<CapacityChanged> for TenantRouter {
     fn handle(&mut self, msg: CapacityChanged, ctx: &mut Context<Self>) {
         let drained = self.pool.set_capacity(msg.agent, msg.capacity);
         self.apply(drained, ctx);
-    }
-}
-
-/// The routers of every tenant, started on demand on one arbiter.
-pub struct Routers {
-    map: DashMap<TenantId, Addr<TenantRouter>>,
-    arbiter: ArbiterHandle,
-}
-
-impl Routers {
-    /// Routers that will run on `arbiter`.
-    pub fn new(arbiter: ArbiterHandle) -> Self {
-        Routers { map: DashMap::new(), arbiter }
-    }
-
-    /// The router of `tenant`, started if needed.
-    pub fn get(&self, tenant: TenantId, ctx: &Ctx) -> Addr<TenantRouter> {
-        if let Some(addr) = self.map.get(&tenant) {
-            if addr.connected() {
-                return addr.clone();
-            }
-        }
-        self.map
-            .entry(tenant)
-            .and_modify(|addr| {
-                if !addr.connected() {
-                    let ctx = ctx.clone();
-                    *addr = TenantRouter::start_in_arbiter(&self.arbiter, move |_| TenantRouter::restore(tenant, ctx));
-                }
-            })
-            .or_insert_with(|| {
-                let ctx = ctx.clone();
-                TenantRouter::start_in_arbiter(&self.arbiter, move |_| TenantRouter::restore(tenant, ctx))
-            })
-            .clone()
     }
 }
