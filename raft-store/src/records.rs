@@ -120,6 +120,27 @@ pub struct GroupRecord {
     pub created_at_ms: u64,
 }
 
+impl GroupRecord {
+    /// A group with every option off: least-busy, no auto-transfer, no queue limit,
+    /// no overflow, no sticky wait, always open.
+    pub fn new(tenant: TenantId, id: GroupId, name: String, members: Vec<AgentId>, created_at_ms: u64) -> Self {
+        GroupRecord {
+            tenant,
+            id,
+            name,
+            members,
+            strategy: Strategy::default(),
+            auto_transfer_secs: 0,
+            max_queue: 0,
+            overflow_group: None,
+            overflow_after_secs: 0,
+            sticky_wait_secs: 0,
+            hours: None,
+            created_at_ms,
+        }
+    }
+}
+
 /// A tenant's bot: welcome text, navigation menu, answer threshold.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BotRecord {

@@ -212,20 +212,7 @@ pub(super) async fn create_group(req: HttpRequest, state: web::Data<ApiState>, p
     let members = body.members.clone().unwrap_or_default();
     check_members(&state, tenant.id, &members)?;
     let id = GroupId(durable(state.ctx.store.allocate_id(IdKind::Group)).await?);
-    let mut record = GroupRecord {
-        tenant: tenant.id,
-        id,
-        name,
-        members,
-        strategy: Strategy::default(),
-        auto_transfer_secs: 0,
-        max_queue: 0,
-        overflow_group: None,
-        overflow_after_secs: 0,
-        sticky_wait_secs: 0,
-        hours: None,
-        created_at_ms: now_ms(),
-    };
+    let mut record = GroupRecord::new(tenant.id, id, name, members, now_ms());
     apply_group_settings(&state, tenant.id, &mut record, &body)?;
     durable(state.ctx.store.put_group(&record)).await?;
     state.ctx.directory.insert_group(record.clone());
@@ -249,7 +236,7 @@ pub(super) async fn update_group(
     // Group 0 (everyone) has no record until its name or strategy is set.
     let mut record = match state.ctx.directory.group(tenant.id, GroupId(group)) {
         Some(g) => g,
-        None if group == 0 => GroupRecord { tenant: tenant.id, id: GroupId(0), name: "default".into(), members: vec![], strategy: Strategy::default(), auto_transfer_secs: 0, max_queue: 0, overflow_group: None, overflow_after_secs: 0, sticky_wait_secs: 0, hours: None, created_at_ms: now_ms() },
+        None if group == 0 => GroupRecord::new(tenant.id, GroupId(0), "default".into(), vec![], now_ms()),
         None => return Err(ApiError::NotFound(format!("group {group}"))),
     };
     apply_group_settings(&state, tenant.id, &mut record, &body)?;

@@ -28,7 +28,6 @@ use crate::service::knowledge::KnowledgeBase;
 use crate::service::queue::{estimated_wait_secs, HandlingTime};
 use crate::session::SessionEvent;
 use actix::prelude::*;
-use dashmap::DashMap;
 use std::collections::{BTreeMap, HashMap};
 use switchboard_protocol::{
     AgentId, ConversationId, ConversationState, ConversationUpdate, GroupId, InternalNote, Participant, TenantId, TransferTarget, VisitorId,

@@ -29,20 +29,7 @@ struct Harness {
 
 /// A group of `members` with every option off; tests switch on what they test.
 fn group(id: GroupId, members: &[AgentId]) -> GroupRecord {
-    GroupRecord {
-        tenant: TENANT,
-        id,
-        name: format!("group {id}"),
-        members: members.to_vec(),
-        strategy: Strategy::LeastBusy,
-        auto_transfer_secs: 0,
-        max_queue: 0,
-        overflow_group: None,
-        overflow_after_secs: 0,
-        sticky_wait_secs: 0,
-        hours: None,
-        created_at_ms: 0,
-    }
+    GroupRecord::new(TENANT, id, format!("group {id}"), members.to_vec(), 0)
 }
 
 /// A router for `TENANT` with agents `A1` and `A2` (capacity `capacity`) and
@@ -132,8 +119,9 @@ impl Harness {
     }
 }
 
-#[actix_rt::test]
-async fn a_returning_visitor_waits_for_their_last_agent_then_goes_to_the_group() {
+/// Support (A1, A2; capacity 1; a returning visitor waits 30 s for their last agent)
+/// after A1 served visitor 10 and the chat closed: A1 is visitor 10's last agent.
+async fn visitor_10_served_by_a1() -> (Harness, ConversationId) {
     let mut support = group(SUPPORT, &[A1, A2]);
     support.sticky_wait_secs = 30;
     let h = harness(1, vec![support], MONDAY_0859_MS);
@@ -141,6 +129,12 @@ async fn a_returning_visitor_waits_for_their_last_agent_then_goes_to_the_group()
     let first = h.open(10, Some(SUPPORT)).await;
     assert_eq!(h.state(first).1, Some(A1));
     h.close(first).await;
+    (h, first)
+}
+
+#[actix_rt::test]
+async fn a_returning_visitor_waits_for_their_last_agent_then_goes_to_the_group() {
+    let (h, _) = visitor_10_served_by_a1().await;
     // A1 is busy with someone else; A2 has room.
     let other = h.open(11, Some(SUPPORT)).await;
     assert_eq!(h.state(other).1, Some(A1));
@@ -156,12 +150,7 @@ async fn a_returning_visitor_waits_for_their_last_agent_then_goes_to_the_group()
 
 #[actix_rt::test]
 async fn a_returning_visitor_gets_their_last_agent_back_when_it_frees_within_the_wait() {
-    let mut support = group(SUPPORT, &[A1, A2]);
-    support.sticky_wait_secs = 30;
-    let h = harness(1, vec![support], MONDAY_0859_MS);
-    h.online(A1).await;
-    let first = h.open(10, Some(SUPPORT)).await;
-    h.close(first).await;
+    let (h, _) = visitor_10_served_by_a1().await;
     let other = h.open(11, Some(SUPPORT)).await;
     h.online(A2).await;
     let back = h.open(10, Some(SUPPORT)).await;
@@ -310,12 +299,7 @@ async fn an_agent_away_past_the_grace_period_loses_their_chats_to_the_head_of_th
 
 #[actix_rt::test]
 async fn after_a_restart_a_returning_visitor_still_has_their_last_agent_and_can_rate_the_closed_chat() {
-    let mut support = group(SUPPORT, &[A1, A2]);
-    support.sticky_wait_secs = 30;
-    let h = harness(1, vec![support], MONDAY_0859_MS);
-    h.online(A1).await;
-    let first = h.open(10, Some(SUPPORT)).await;
-    h.close(first).await;
+    let (h, first) = visitor_10_served_by_a1().await;
     h.advance(Duration::from_secs(600)).await;
 
     let h = h.restart().await;
