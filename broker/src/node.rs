@@ -53,9 +53,30 @@ pub struct RunningNode {
 /// The node's raft side: its groups, their runtime and the peer link.
 struct Cluster {
     node: Arc<ClusterNode>,
-    runtime: tokio::runtime::Runtime,
+    runtime: RaftRuntime,
     listener: PeerListener,
     dialer: Arc<TcpTransport>,
+}
+
+/// The raft groups' runtime. Dropping it shuts it down in the background: dropping a
+/// tokio runtime inside the actix system (as on an error later in start-up) would
+/// panic and hide the error.
+struct RaftRuntime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for RaftRuntime {
+    type Target = tokio::runtime::Runtime;
+
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("the raft runtime runs until dropped")
+    }
+}
+
+impl Drop for RaftRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// The admin token: configured, or kept in `DATA_DIR/admin-token` (created on first start).
@@ -190,7 +211,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
 async fn start_cluster(config: &Config, store: &Arc<Store>, listener: Arc<dyn CommitListener>) -> anyhow::Result<(Cluster, Arc<dyn ConversationLog>)> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("raft").enable_all().build().context("starting the raft runtime")?;
     match start_groups(config, store, listener, runtime.handle()).await {
-        Ok((node, listener, dialer, log)) => Ok((Cluster { node, runtime, listener, dialer }, log)),
+        Ok((node, listener, dialer, log)) => Ok((Cluster { node, runtime: RaftRuntime(Some(runtime)), listener, dialer }, log)),
         Err(e) => {
             // Dropping a runtime inside an async context panics.
             runtime.shutdown_background();
@@ -272,7 +293,7 @@ impl RunningNode {
         self.http.stop(true).await;
         let mut webhooks = self.webhooks;
         let _ = tokio::task::spawn_blocking(move || webhooks.stop()).await;
-        let Cluster { node, runtime, listener, dialer } = self.cluster;
+        let Cluster { node, mut runtime, listener, dialer } = self.cluster;
         // Leaderships move to other nodes now, not an election timeout after this
         // node goes quiet (the peers still reach it meanwhile).
         let handing = node.clone();
@@ -285,7 +306,11 @@ impl RunningNode {
         drop(listener);
         let _ = runtime.spawn(async move { node.shutdown().await }).await;
         dialer.close_all();
-        runtime.shutdown_background();
+        // Let the raft tasks and their RocksDB work end before the store closes (a
+        // background shutdown let them run on while the process exited).
+        if let Some(raft) = runtime.0.take() {
+            let _ = tokio::task::spawn_blocking(move || raft.shutdown_timeout(Duration::from_secs(2))).await;
+        }
         let store = self.ctx.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
         for a in &self.arbiters {

@@ -3,6 +3,8 @@
 use crate::support::{create_tenant, wait_until, wait_until_or, Node, Raw};
 use serde_json::Value;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_protocol::{Auth, Cursor, Participant};
 
@@ -64,7 +66,10 @@ fn three_processes_form_a_cluster_survive_a_kill_9_take_the_node_back_and_hand_o
     let seed = nodes[0].peer.to_string();
     for id in 2..=3u64 {
         let id_s = id.to_string();
-        nodes.push(Node::start(dirs[id as usize - 1].path(), &[&common[..], &["--node-id", &id_s, "--seeds", &seed]].concat()));
+        // Node 3 comes back on its peer address after the kill: one no outgoing
+        // connection can take meanwhile.
+        let peer = stable_addr();
+        nodes.push(Node::start(dirs[id as usize - 1].path(), &[&common[..], &["--node-id", &id_s, "--seeds", &seed, "--peer-addr", &peer]].concat()));
     }
     for (i, n) in nodes.iter().enumerate() {
         wait_settled(&format!("node {} sees three active nodes and a leader for every shard", i + 1), n, &nodes, &[1, 2, 3], 3);
@@ -116,6 +121,13 @@ fn three_processes_form_a_cluster_survive_a_kill_9_take_the_node_back_and_hand_o
     }
 }
 
+/// The last `lines` lines of `node`'s log, without colour codes.
+fn log_tail(node: &Node, lines: usize) -> String {
+    let log = strip_ansi(&node.log());
+    let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
 /// `text` without terminal colour codes.
 fn strip_ansi(text: &str) -> String {
     let mut out = String::new();
@@ -131,14 +143,35 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// Starts node 1 and, joined through it, nodes 2..=count (8 shards).
+/// A free loopback address below the kernel's ephemeral port range, so no outgoing
+/// connection can take its port while its node restarts on it.
+fn stable_addr() -> String {
+    use rand::Rng;
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(32768);
+    for _ in 0..1000 {
+        let port = rand::thread_rng().gen_range(low.saturating_sub(12_000).max(1024)..low);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return format!("127.0.0.1:{port}");
+        }
+    }
+    panic!("no free port below {low}");
+}
+
+/// Starts node 1 and, joined through it, nodes 2..=count (8 shards), each with peer
+/// and TCP addresses that stay theirs across restarts ([`stable_addr`]).
 fn cluster(dirs: &[tempfile::TempDir]) -> Vec<Node> {
-    let common = ["--shards", "8"];
-    let mut nodes = vec![Node::start(dirs[0].path(), &[&common[..], &["--node-id", "1"]].concat())];
-    let seed = nodes[0].peer.to_string();
-    for (i, dir) in dirs.iter().enumerate().skip(1) {
-        let id = (i + 1).to_string();
-        nodes.push(Node::start(dir.path(), &[&common[..], &["--node-id", &id, "--seeds", &seed]].concat()));
+    let mut nodes: Vec<Node> = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let (id, peer, tcp) = ((i + 1).to_string(), stable_addr(), stable_addr());
+        let mut args = vec!["--shards", "8", "--node-id", &id, "--peer-addr", &peer, "--tcp-addr", &tcp];
+        let seed = nodes.first().map(|n| n.peer.to_string());
+        if let Some(seed) = &seed {
+            args.extend(["--seeds", seed.as_str()]);
+        }
+        nodes.push(Node::start(dir.path(), &args));
     }
     nodes
 }
@@ -157,10 +190,7 @@ fn cli(node: &Node, args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_drained_under_traffic_hands_over_its_replicas_and_is_removed() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let nodes = cluster(&dirs);
-    for n in &nodes {
-        wait_until("three active nodes, a leader for every shard", WAIT, || settled(n, &[1, 2, 3], 3));
-    }
+    let nodes = settled_cluster(&dirs);
     let (ok, text) = cli(&nodes[1], &["status"]);
     assert!(ok && text.contains("shards below 3 replicas: 0"), "{text}");
     // Not before it is drained.
@@ -171,25 +201,25 @@ async fn a_node_drained_under_traffic_hands_over_its_replicas_and_is_removed() {
     let tenant = create_tenant(&nodes[0], "acme");
     let (mut visitor, _) = Raw::login(nodes[0].tcp, Auth::Anonymous { tenant: tenant.id }, vec![]).await;
     let (conversation, _) = visitor.send_accepted(1, None, "m1").await;
-    let drained = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drained = Arc::new(AtomicBool::new(false));
     let writing = drained.clone();
-    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let progress = Arc::new(AtomicU64::new(1));
     let written = progress.clone();
     let writer = tokio::spawn(async move {
         let mut sent = 1;
         let mut slowest = Duration::ZERO;
         // Until the drain is over (at most 20 000 messages).
-        while !writing.load(std::sync::atomic::Ordering::Acquire) && sent < 20_000 {
+        while !writing.load(Ordering::Acquire) && sent < 20_000 {
             sent += 1;
             let started = Instant::now();
             let (_, seq) = visitor.send_accepted(sent, Some(conversation), &format!("m{sent}")).await;
             slowest = slowest.max(started.elapsed());
             assert_eq!(seq, sent, "every message accepted in order");
-            written.store(sent, std::sync::atomic::Ordering::Release);
+            written.store(sent, Ordering::Release);
         }
         (sent, slowest)
     });
-    let count = || progress.load(std::sync::atomic::Ordering::Acquire);
+    let count = || progress.load(Ordering::Acquire);
     wait_until("the visitor is writing", WAIT, || count() >= 50);
     let (ok, text) = cli(&nodes[1], &["drain", "3"]);
     assert!(ok, "{text}");
@@ -201,7 +231,7 @@ async fn a_node_drained_under_traffic_hands_over_its_replicas_and_is_removed() {
     });
     let at_drained = count();
     wait_until("the visitor writes on after the drain", WAIT, || count() >= at_drained + 50);
-    drained.store(true, std::sync::atomic::Ordering::Release);
+    drained.store(true, Ordering::Release);
     let (sent, slowest) = writer.await.expect("writer");
     eprintln!("{sent} messages accepted before, during and after the drain; the slowest took {slowest:?}");
     // Refused while node 3 still hosts a group whose membership is changing.
@@ -217,17 +247,7 @@ async fn a_node_drained_under_traffic_hands_over_its_replicas_and_is_removed() {
     wait_until("node 3 is gone from the node table", WAIT, || settled(&nodes[1], &[1, 2], 2) && status(&nodes[1]).is_some_and(|s| s["nodes"].as_array().is_some_and(|n| n.len() == 2)));
 
     // Every accepted message is there, once, in order.
-    let mut bodies: Vec<String> = Vec::new();
-    loop {
-        let url = nodes[0].url(&format!("/v1/tenants/{}/conversations/{}/messages?after_seq={}&limit=1000", tenant.id.0, conversation.0, bodies.len()));
-        let page: Value = ureq::get(&url).set("authorization", &format!("Bearer {}", tenant.api_key)).call().unwrap().into_json().unwrap();
-        let page = page.as_array().cloned().unwrap_or_default();
-        if page.is_empty() {
-            break;
-        }
-        bodies.extend(page.iter().map(|m| m["body"].as_str().unwrap_or_default().to_string()));
-    }
-    assert_eq!(bodies, (1..=sent).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    assert_eq!(bodies(&nodes[0], &tenant, conversation), (1..=sent).map(|i| format!("m{i}")).collect::<Vec<_>>());
     for n in &nodes {
         n.assert_no_panic();
     }
@@ -248,7 +268,7 @@ struct Written {
 /// what was not accepted with the same id) writes `v{visitor}-m{n}` every 20 ms
 /// until `stop` (at most 20 000 messages), each only after the previous one was
 /// accepted.
-async fn write_until(addr: std::net::SocketAddr, tenant: switchboard_protocol::TenantId, visitor: u32, stop: std::sync::Arc<std::sync::atomic::AtomicBool>, progress: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Written {
+async fn write_until(addr: std::net::SocketAddr, tenant: switchboard_protocol::TenantId, visitor: u32, stop: Arc<AtomicBool>, progress: Arc<AtomicU64>) -> Written {
     use switchboard_client::{ConnectOptions, Event, ReconnectPolicy, Session, SessionConfig};
     let mut config = SessionConfig::new(ConnectOptions::tcp(addr), Auth::Anonymous { tenant });
     config.reconnect = ReconnectPolicy { max_attempts: 200, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_millis(500) };
@@ -256,7 +276,7 @@ async fn write_until(addr: std::net::SocketAddr, tenant: switchboard_protocol::T
     let mut session = Session::connect(config).await.expect("visitor connects");
     let handle = session.handle();
     let (mut conversation, mut sent, mut longest) = (None, 0u64, Duration::ZERO);
-    while !stop.load(std::sync::atomic::Ordering::Acquire) && sent < 20_000 {
+    while !stop.load(Ordering::Acquire) && sent < 20_000 {
         let n = sent + 1;
         let started = Instant::now();
         handle.send_with_id(n, conversation, format!("v{visitor}-m{n}")).await.expect("send");
@@ -274,7 +294,7 @@ async fn write_until(addr: std::net::SocketAddr, tenant: switchboard_protocol::T
         }
         longest = longest.max(started.elapsed());
         sent = n;
-        progress.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        progress.fetch_add(1, Ordering::AcqRel);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (logins, welcome) = (session.stats().logins, session.welcome());
@@ -296,65 +316,104 @@ fn bodies(node: &Node, tenant: &crate::support::Tenant, conversation: switchboar
     }
 }
 
-/// Restarts node `id` (1-based) from its data dir on its old peer address (and TCP
-/// address, so its clients find it again).
+/// Restarts node `id` (1-based) from its data dir on its old peer address and TCP
+/// address (so its clients find it again), both from [`cluster`].
 fn restart(nodes: &mut [Node], dirs: &[tempfile::TempDir], id: usize) {
     let (peer, tcp) = (nodes[id - 1].peer.to_string(), nodes[id - 1].tcp.to_string());
     let id_s = id.to_string();
     nodes[id - 1] = Node::start(dirs[id - 1].path(), &["--shards", "8", "--node-id", &id_s, "--peer-addr", &peer, "--tcp-addr", &tcp]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rolling_restart_under_traffic_loses_and_repeats_nothing_and_a_whole_cluster_restart_keeps_every_message() {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
-    const VISITORS: u32 = 12;
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = cluster(&dirs);
+/// Three nodes started by [`cluster`], each seeing all three active and a leader for
+/// every shard.
+fn settled_cluster(dirs: &[tempfile::TempDir]) -> Vec<Node> {
+    let nodes = cluster(dirs);
     for n in &nodes {
         wait_settled("three active nodes, a leader for every shard", n, &nodes, &[1, 2, 3], 3);
     }
+    nodes
+}
+
+/// Visitors writing through [`write_until`] until [`Traffic::stop`].
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    progress: Arc<AtomicU64>,
+    writers: Vec<tokio::task::JoinHandle<Written>>,
+}
+
+impl Traffic {
+    /// `visitors` visitors of `tenant` on `addr`, started once they have written 100.
+    fn start(addr: std::net::SocketAddr, tenant: switchboard_protocol::TenantId, visitors: u32) -> Traffic {
+        let (stop, progress) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let writers = (0..visitors).map(|v| tokio::spawn(write_until(addr, tenant, v, stop.clone(), progress.clone()))).collect();
+        let traffic = Traffic { stop, progress, writers };
+        traffic.goes_on("the visitors are writing", 100);
+        traffic
+    }
+
+    /// Waits until `more` further messages have been accepted.
+    fn goes_on(&self, what: &str, more: u64) {
+        let at = self.progress.load(Ordering::Acquire);
+        wait_until(what, WAIT, || self.progress.load(Ordering::Acquire) >= at + more);
+    }
+
+    /// Stops the writers; what each wrote, with a summary printed.
+    async fn stop(self) -> Vec<Written> {
+        self.stop.store(true, Ordering::Release);
+        let mut written = Vec::new();
+        for w in self.writers {
+            written.push(w.await.expect("writer"));
+        }
+        let total: u64 = written.iter().map(|w| w.sent).sum();
+        let longest = written.iter().map(|w| w.longest).max().unwrap_or_default();
+        let logins: Vec<u64> = written.iter().map(|w| w.logins).collect();
+        eprintln!("{total} messages accepted in {} conversations; the longest any conversation waited for an acceptance: {longest:?}; logins per visitor {logins:?}", written.len());
+        written
+    }
+}
+
+/// What visitor `v` wrote, in order.
+fn expected(v: usize, w: &Written) -> Vec<String> {
+    (1..=w.sent).map(|i| format!("v{v}-m{i}")).collect()
+}
+
+/// Every visitor's accepted messages read back through `node`, once each and in order.
+fn assert_read_back(node: &Node, tenant: &crate::support::Tenant, written: &[Written]) {
+    for (v, w) in written.iter().enumerate() {
+        assert_eq!(bodies(node, tenant, w.conversation), expected(v, w), "visitor {v}: every accepted message once, in order");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_traffic_loses_and_repeats_nothing_and_a_whole_cluster_restart_keeps_every_message() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = settled_cluster(&dirs);
     // Clients use the tenant's node (node 1); see docs/architecture.md.
     let tenant = create_tenant(&nodes[0], "acme");
-    let stop = Arc::new(AtomicBool::new(false));
-    let progress = Arc::new(AtomicU64::new(0));
-    let writers: Vec<_> = (0..VISITORS).map(|v| tokio::spawn(write_until(nodes[0].tcp, tenant.id, v, stop.clone(), progress.clone()))).collect();
-    let count = || progress.load(Ordering::Acquire);
-    wait_until("the visitors are writing", WAIT, || count() >= 100);
+    let traffic = Traffic::start(nodes[0].tcp, tenant.id, 12);
 
     // Rolling restart: each node in turn gets SIGTERM (handing its leaderships over),
     // comes back from its data dir, and catches up before the next goes.
     let rolling = Instant::now();
     for id in [2, 3, 1] {
         let status = nodes[id - 1].terminate();
-        assert!(status.success(), "node {id}: {status}");
+        assert!(status.success(), "node {id}: {status}\nlog tail:\n{}", log_tail(&nodes[id - 1], 60));
         restart(&mut nodes, &dirs, id);
         for n in &nodes {
             wait_settled(&format!("node {id} is back and every shard has a leader"), n, &nodes, &[1, 2, 3], 3);
         }
-        let at = count();
-        wait_until(&format!("traffic goes on after node {id} restarted"), WAIT, || count() >= at + 100);
+        traffic.goes_on(&format!("traffic goes on after node {id} restarted"), 100);
     }
     eprintln!("rolling restart of 3 nodes took {:?}", rolling.elapsed());
-    stop.store(true, Ordering::Release);
-    let mut written = Vec::new();
-    for w in writers {
-        written.push(w.await.expect("writer"));
-    }
-    let total: u64 = written.iter().map(|w| w.sent).sum();
-    let longest = written.iter().map(|w| w.longest).max().unwrap_or_default();
+    let written = traffic.stop().await;
     let logins: Vec<u64> = written.iter().map(|w| w.logins).collect();
-    eprintln!("{total} messages accepted in {VISITORS} conversations; longest wait for an acceptance {longest:?}; logins per visitor {logins:?}");
     assert!(logins.iter().all(|l| *l >= 2), "node 1's restart made every visitor reconnect: {logins:?}");
-    let expected = |v: usize, w: &Written| (1..=w.sent).map(|i| format!("v{v}-m{i}")).collect::<Vec<_>>();
-    for (v, w) in written.iter().enumerate() {
-        assert_eq!(bodies(&nodes[0], &tenant, w.conversation), expected(v, w), "visitor {v}: every accepted message once, in order");
-    }
+    assert_read_back(&nodes[0], &tenant, &written);
 
     // Whole-cluster restart: all three stop, all three come back from their data dirs.
     for id in [3, 2, 1] {
         let status = nodes[id - 1].terminate();
-        assert!(status.success(), "node {id}: {status}");
+        assert!(status.success(), "node {id}: {status}\nlog tail:\n{}", log_tail(&nodes[id - 1], 60));
     }
     for id in 1..=3 {
         restart(&mut nodes, &dirs, id);
@@ -364,9 +423,7 @@ async fn a_rolling_restart_under_traffic_loses_and_repeats_nothing_and_a_whole_c
     }
     // (The tenant's records, and so its API, are on node 1 only; see
     // docs/architecture.md.)
-    for (v, w) in written.iter().enumerate() {
-        assert_eq!(bodies(&nodes[0], &tenant, w.conversation), expected(v, w), "visitor {v}: history intact after the restart");
-    }
+    assert_read_back(&nodes[0], &tenant, &written);
     // And deliverable: the visitor's device resuming from the start is sent it all
     // again, in order, by every node's log.
     let first = &written[0];
@@ -384,21 +441,12 @@ async fn a_rolling_restart_under_traffic_loses_and_repeats_nothing_and_a_whole_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kill_9_under_traffic_loses_and_repeats_no_accepted_message() {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
-    const VISITORS: u32 = 12;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = cluster(&dirs);
-    for n in &nodes {
-        wait_settled("three active nodes, a leader for every shard", n, &nodes, &[1, 2, 3], 3);
-    }
+    let mut nodes = settled_cluster(&dirs);
     wait_until("node 2 leads some shards", WAIT, || leaders(&nodes[0]).iter().any(|(id, n)| *id == 2 && *n > 0));
     let tenant = create_tenant(&nodes[0], "acme");
-    let stop = Arc::new(AtomicBool::new(false));
-    let progress = Arc::new(AtomicU64::new(0));
-    let writers: Vec<_> = (0..VISITORS).map(|v| tokio::spawn(write_until(nodes[0].tcp, tenant.id, v, stop.clone(), progress.clone()))).collect();
-    let count = || progress.load(Ordering::Acquire);
-    wait_until("the visitors are writing", WAIT, || count() >= 200);
+    let traffic = Traffic::start(nodes[0].tcp, tenant.id, 12);
+    traffic.goes_on("the visitors are writing", 100);
 
     // Node 2 dies mid-traffic with the leaderships it holds; nothing is flushed.
     nodes[1].kill9();
@@ -407,24 +455,12 @@ async fn a_kill_9_under_traffic_loses_and_repeats_no_accepted_message() {
         wait_settled("the survivors lead every shard", n, &nodes, &[1, 3], 3);
     }
     eprintln!("every shard had a leader again {:?} after the kill", killed.elapsed());
-    let at = count();
-    wait_until("traffic goes on without node 2", WAIT, || count() >= at + 300);
+    traffic.goes_on("traffic goes on without node 2", 300);
     restart(&mut nodes, &dirs, 2);
     wait_settled("node 2 is back", &nodes[1], &nodes, &[1, 2, 3], 3);
-    let at = count();
-    wait_until("traffic goes on with node 2 back", WAIT, || count() >= at + 100);
-    stop.store(true, Ordering::Release);
-    let mut written = Vec::new();
-    for w in writers {
-        written.push(w.await.expect("writer"));
-    }
-    let total: u64 = written.iter().map(|w| w.sent).sum();
-    let longest = written.iter().map(|w| w.longest).max().unwrap_or_default();
-    eprintln!("{total} messages accepted in {VISITORS} conversations; the longest any conversation waited for an acceptance: {longest:?}");
-    for (v, w) in written.iter().enumerate() {
-        let expected: Vec<String> = (1..=w.sent).map(|i| format!("v{v}-m{i}")).collect();
-        assert_eq!(bodies(&nodes[0], &tenant, w.conversation), expected, "visitor {v}: every accepted message once, in order");
-    }
+    traffic.goes_on("traffic goes on with node 2 back", 100);
+    let written = traffic.stop().await;
+    assert_read_back(&nodes[0], &tenant, &written);
     for n in &nodes {
         n.assert_no_panic();
     }
