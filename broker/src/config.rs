@@ -364,7 +364,7 @@ impl Config {
         check((1..=86_400).contains(&self.push_after_secs), "push_after_secs", format!("{} is not in 1..=86400", self.push_after_secs));
         check(self.store_max_batch_ops >= 1, "store_max_batch_ops", "must be at least 1".into());
         check(self.workers <= 256, "workers", format!("{} is more than 256", self.workers));
-        check(self.node_id >= 1, "node_id", "must be at least 1".into());
+        check((1..=255).contains(&self.node_id), "node_id", format!("{} is not in 1..=255 (conversation ids carry it)", self.node_id));
         let max_shards = switchboard_raft_store::raft::placement::MAX_SHARDS;
         check((1..=max_shards).contains(&self.shards), "shards", format!("{} is not in 1..={max_shards}", self.shards));
         check((1..=7).contains(&self.replication), "replication", format!("{} is not in 1..=7", self.replication));

@@ -30,6 +30,10 @@ pub struct NodeContext {
     pub shards: u32,
     /// The time the routing rules read (the system clock, or a manual one in tests).
     pub clock: Clock,
+    /// The cluster this node is part of (`None` in tests of a node's parts).
+    pub cluster: Option<Arc<crate::cluster::ClusterNode>>,
+    /// Turns true when the node starts shutting down (forwarded connections close).
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl NodeContext {
@@ -44,13 +48,18 @@ impl NodeContext {
         routers: Routers,
     ) -> Self {
         let codec = FrameCodec::new(config.max_frame_len);
-        NodeContext { config, codec, store, log, directory, registry, routers, ready: AtomicBool::new(false), connections: Default::default(), shards, clock: Clock::System }
+        NodeContext { config, codec, store, log, directory, registry, routers, ready: AtomicBool::new(false), connections: Default::default(), shards, clock: Clock::System,
+            cluster: None, stopping: tokio::sync::watch::channel(false).0 }
     }
 
-    /// A new conversation id, on the shard of the visitor's sessions.
+    /// A new conversation id, on the shard of the visitor's sessions, unique in the
+    /// cluster (up to 2^32 conversations per node).
     pub fn new_conversation_id(&self, tenant: switchboard_protocol::TenantId, visitor: switchboard_protocol::VisitorId) -> switchboard_protocol::ConversationId {
         use switchboard_raft_store::raft::placement::{conversation_id, visitor_shard};
-        conversation_id(visitor_shard(tenant, visitor, self.shards), self.store.next_conversation_id().0)
+        // Each node creates the conversations of its own tenants: its id in bits 32-39
+        // keeps them apart from every other node's.
+        let local = ((self.config.node_id & 0xff) << 32) | (self.store.next_conversation_id().0 & 0xffff_ffff);
+        conversation_id(visitor_shard(tenant, visitor, self.shards), local)
     }
 
     /// Whether the node serves clients (false before start-up completes and while shutting down).

@@ -12,6 +12,10 @@ use switchboard_raft_store::metric_names as store;
 pub const CONNECTIONS: &str = "switchboard_connections";
 /// Counter: client connections accepted, by `transport`.
 pub const CONNECTIONS_OPENED: &str = "switchboard_connections_opened_total";
+/// Counter: clients relayed to their tenant's node, by `result` (relayed, unreachable).
+pub const FORWARDED: &str = "switchboard_forwarded_connections_total";
+/// Gauge: client connections being relayed to their tenant's node.
+pub const FORWARDED_OPEN: &str = "switchboard_forwarded_connections";
 /// Counter: logins, by `kind` (visitor, agent) and `result` (ok, rejected).
 pub const LOGINS: &str = "switchboard_logins_total";
 /// Counter: messages made durable and acknowledged.
@@ -83,6 +87,8 @@ pub fn install() -> PrometheusHandle {
 fn describe() {
     describe_gauge!(CONNECTIONS, "Open client connections.");
     describe_counter!(CONNECTIONS_OPENED, "Client connections accepted.");
+    describe_counter!(FORWARDED, "Clients relayed to the node serving their tenant, by result.");
+    describe_gauge!(FORWARDED_OPEN, "Client connections being relayed to the node serving their tenant.");
     describe_counter!(LOGINS, "Login attempts by kind and result.");
     describe_counter!(MESSAGES_ACCEPTED, "Chat messages made durable and acknowledged.");
     describe_counter!(MESSAGES_DUPLICATE, "Resent chat messages answered with their original sequence number.");

@@ -128,13 +128,19 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let store = Store::open(&db_path, StoreOptions { max_batch_ops: config.store_max_batch_ops, sync: true }, dispatcher.clone())
         .with_context(|| format!("opening store {}", db_path.display()))?;
     let store = Arc::new(store);
-    let (cluster, log) = start_cluster(&config, &store, dispatcher.clone()).await?;
+    // The client listener is bound first: the node table advertises its address, so
+    // other nodes can forward this node's tenants' clients to it.
+    let tcp_listener = tokio::net::TcpListener::bind(listen.tcp).await.with_context(|| format!("binding tcp {}", listen.tcp))?;
+    let client_addr = advertised_client_addr(&config, tcp_listener.local_addr()?);
+    let (cluster, log) = start_cluster(&config, &store, dispatcher.clone(), client_addr).await?;
     directory.absorb(Directory::load(&store, log.as_ref(), crate::context::now_ms()).context("loading the directory")?);
     let shards = cluster.node.shard_count().unwrap_or(config.shards);
 
     let router_arbiter = actix::Arbiter::new();
     let routers = Routers::new(router_arbiter.handle());
-    let ctx: Ctx = Arc::new(NodeContext::new(config.clone(), store, log, shards, directory, registry, routers));
+    let mut ctx = NodeContext::new(config.clone(), store, log, shards, directory, registry, routers);
+    ctx.cluster = Some(cluster.node.clone());
+    let ctx: Ctx = Arc::new(ctx);
     crate::metrics::set_conversation_gauges(&ctx.directory);
 
     let mut arbiters: Vec<actix::Arbiter> = (0..config.worker_count()).map(|_| actix::Arbiter::new()).collect();
@@ -142,7 +148,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     arbiters.push(router_arbiter);
 
     // Listeners.
-    let tcp_listener = tokio::net::TcpListener::bind(listen.tcp).await.with_context(|| format!("binding tcp {}", listen.tcp))?;
     let quic_config = quic::server_config(&config)?;
     let quic_endpoint = quinn::Endpoint::server(quic_config, listen.quic).with_context(|| format!("binding quic {}", listen.quic))?;
     let http_listener = std::net::TcpListener::bind(listen.http).with_context(|| format!("binding http {}", listen.http))?;
@@ -208,9 +213,22 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
 /// creates a cluster of one and waits until its shards have leaders; a node with
 /// seeds waits until it has joined (shards that have no leader yet answer
 /// "unavailable, retry" meanwhile).
-async fn start_cluster(config: &Config, store: &Arc<Store>, listener: Arc<dyn CommitListener>) -> anyhow::Result<(Cluster, Arc<dyn ConversationLog>)> {
+/// The client address other nodes dial to forward this node's tenants' clients: the
+/// bound TCP address, or, when that is every interface, the host this node
+/// advertises for its peer link with the bound port.
+fn advertised_client_addr(config: &Config, bound: std::net::SocketAddr) -> String {
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    match config.advertise_peer_addr.as_deref().and_then(|a| a.rsplit_once(':')) {
+        Some((host, _)) => format!("{host}:{}", bound.port()),
+        None => std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bound.port()).to_string(),
+    }
+}
+
+async fn start_cluster(config: &Config, store: &Arc<Store>, listener: Arc<dyn CommitListener>, client_addr: String) -> anyhow::Result<(Cluster, Arc<dyn ConversationLog>)> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("raft").enable_all().build().context("starting the raft runtime")?;
-    match start_groups(config, store, listener, runtime.handle()).await {
+    match start_groups(config, store, listener, client_addr, runtime.handle()).await {
         Ok((node, listener, dialer, log)) => Ok((Cluster { node, runtime: RaftRuntime(Some(runtime)), listener, dialer }, log)),
         Err(e) => {
             // Dropping a runtime inside an async context panics.
@@ -222,7 +240,7 @@ async fn start_cluster(config: &Config, store: &Arc<Store>, listener: Arc<dyn Co
 
 type Started = (Arc<ClusterNode>, PeerListener, Arc<TcpTransport>, Arc<dyn ConversationLog>);
 
-async fn start_groups(config: &Config, store: &Arc<Store>, listener: Arc<dyn CommitListener>, runtime: &tokio::runtime::Handle) -> anyhow::Result<Started> {
+async fn start_groups(config: &Config, store: &Arc<Store>, listener: Arc<dyn CommitListener>, client_addr: String, runtime: &tokio::runtime::Handle) -> anyhow::Result<Started> {
     let peer_bind = config.peer_addr.clone();
     let peer_socket = runtime
         .spawn(async move { tokio::net::TcpListener::bind(&peer_bind).await })
@@ -236,7 +254,7 @@ async fn start_groups(config: &Config, store: &Arc<Store>, listener: Arc<dyn Com
     }
     let raft_db = RaftDb::on(store.db().clone(), true);
     let commits = ClusterCommits::new(listener, store.clone());
-    let mut cluster_config = ClusterConfig::new(config.node_id, NodeAddr { peer: advertised, client: config.tcp_addr.clone() });
+    let mut cluster_config = ClusterConfig::new(config.node_id, NodeAddr { peer: advertised, client: client_addr });
     cluster_config.bootstrap = config.bootstrap || config.seeds.is_empty();
     cluster_config.seeds = config.seeds.clone();
     cluster_config.shard_count = config.shards;
@@ -282,6 +300,7 @@ impl RunningNode {
         tracing::info!("shutting down");
         self.ctx.set_ready(false);
         let _ = self.stop.send(true);
+        self.ctx.stopping.send_replace(true);
         for session in self.ctx.registry.all() {
             session.do_send(SessionEvent::GoAway { reason: "node shutting down".into() });
         }

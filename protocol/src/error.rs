@@ -63,6 +63,9 @@ codes! {
     INTERNAL = 16, "internal";
     /// Every agent is busy and the queue is at its limit: the message was not stored.
     QUEUE_FULL = 17, "queue_full";
+    /// The node serving this tenant cannot be reached from the node the client
+    /// connected to. Fatal for the connection; reconnect after a pause (to any node).
+    TENANT_UNAVAILABLE = 18, "tenant_unavailable";
 }
 
 impl fmt::Display for ErrorCode {

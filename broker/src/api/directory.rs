@@ -28,8 +28,11 @@ pub(super) async fn create_tenant(req: HttpRequest, state: web::Data<ApiState>, 
     Caller::admin(&req, &state)?;
     check_name(&body.name)?;
     let store = &state.ctx.store;
-    let id = TenantId(durable(store.allocate_id(IdKind::Tenant)).await?);
-    let api_key = random_secret();
+    // Ids come from the control plane (unique across nodes), above any this node's
+    // store handed out on its own before.
+    let floor = state.ctx.directory.tenants().iter().map(|t| t.id.0).max().unwrap_or(0) + 1;
+    let id = state.cluster.place_tenant(floor).await.map_err(|e| ApiError::Unavailable(format!("placing the tenant: {e}")))?;
+    let api_key = tenant_random_secret(id);
     let signing_secret = random_secret();
     let record = TenantRecord {
         id,
@@ -124,7 +127,7 @@ pub(super) async fn issue_agent_token(req: HttpRequest, state: web::Data<ApiStat
     let (tenant, agent) = path.into_inner();
     let tenant = Caller::for_tenant(&req, &state, TenantId(tenant))?;
     let agent = state.ctx.directory.agent(tenant.id, AgentId(agent)).ok_or_else(|| ApiError::NotFound(format!("agent {agent}")))?;
-    let token = random_secret();
+    let token = tenant_random_secret(tenant.id);
     let digest = secret_digest(&token);
     let record = AgentTokenRecord { tenant: tenant.id, agent: agent.id, created_at_ms: now_ms() };
     durable(state.ctx.store.put_agent_token(&digest, &record)).await?;

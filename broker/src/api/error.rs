@@ -23,6 +23,9 @@ pub enum ApiError {
     /// holds replicas).
     #[error("{0}")]
     Conflict(String),
+    /// The tenant is served by another node; the call must go there.
+    #[error("{0}")]
+    Misdirected(String),
     /// The store failed.
     #[error("storage unavailable: {0}")]
     Storage(String),
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Conflict(_) => "conflict",
+            ApiError::Misdirected(_) => "misdirected",
             ApiError::Storage(_) => "storage_unavailable",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -64,6 +68,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Misdirected(_) => StatusCode::MISDIRECTED_REQUEST,
             ApiError::Storage(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

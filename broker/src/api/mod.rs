@@ -10,6 +10,7 @@ mod directory;
 pub mod error;
 mod webhooks;
 
+use crate::cluster::tenants::{tenant_of_secret, tenant_secret};
 use crate::context::{now_ms, Ctx};
 use crate::routing::tenant_router::{BotChanged, CapacityChanged, CloseConversation, GroupChanged};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -81,7 +82,16 @@ impl Caller {
         if digest == state.admin_digest {
             return Ok(Caller::Admin);
         }
-        state.ctx.directory.tenant_by_api_key(&digest).map(Caller::Tenant).ok_or(ApiError::Unauthorized)
+        match state.ctx.directory.tenant_by_api_key(&digest) {
+            Some(tenant) => Ok(Caller::Tenant(tenant)),
+            None => {
+                // A key of a tenant served elsewhere cannot be checked here.
+                if let Some(tenant) = tenant_of_secret(token) {
+                    misdirected(state, tenant)?;
+                }
+                Err(ApiError::Unauthorized)
+            }
+        }
     }
 
     fn admin(req: &HttpRequest, state: &ApiState) -> Result<(), ApiError> {
@@ -100,9 +110,29 @@ impl Caller {
         };
         match state.ctx.directory.tenant(tenant) {
             Some(t) if allowed => Ok((*t).clone()),
+            None if allowed => {
+                misdirected(state, tenant)?;
+                Err(ApiError::NotFound(format!("tenant {}", tenant.0)))
+            }
             _ => Err(ApiError::NotFound(format!("tenant {}", tenant.0))),
         }
     }
+}
+
+/// `Misdirected` if another node serves `tenant`.
+fn misdirected(state: &ApiState, tenant: TenantId) -> Result<(), ApiError> {
+    match state.cluster.remote_home(tenant)? {
+        Some(home) => Err(ApiError::Misdirected(format!(
+            "tenant {} is served by node {} (clients: {}); send its API calls to that node",
+            tenant.0, home.node, home.client_addr
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A new secret of `tenant`, naming it (`TENANT.HEX`): API keys and agent tokens.
+fn tenant_random_secret(tenant: TenantId) -> String {
+    tenant_secret(tenant, &random_secret())
 }
 
 fn random_secret() -> String {

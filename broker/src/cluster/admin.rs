@@ -8,6 +8,18 @@ use openraft::ChangeMembers;
 use std::collections::BTreeSet;
 use switchboard_raft_store::raft::{ControlCommand, ControlResponse, NodeId, NodeState};
 
+/// Runs `request` (a ControlWrite or RemoveNode) on `node` if it leads the control
+/// plane, else on its leader.
+pub(super) async fn on_control_leader(node: &ClusterNode, request: PeerRequest) -> Result<ControlResponse, WriteError> {
+    if node.is_control_leader() {
+        return match tokio::time::timeout(node.config.write_timeout, node.lead_request(request)).await {
+            Ok(r) => r,
+            Err(_) => Err(WriteError::Unavailable(format!("not done within {:?}; it may still complete", node.config.write_timeout))),
+        };
+    }
+    node.forward_to_control_leader(request).await
+}
+
 impl ClusterNode {
     /// Marks `node` Draining. The control-plane leader then plans its replicas onto
     /// the other Active nodes, and each shard's leader moves them through membership
@@ -23,26 +35,14 @@ impl ClusterNode {
         if !nodes.iter().any(|n| n.id != node && n.state == NodeState::Active) {
             return Err(WriteError::Refused(format!("node {node} is the last active node; there is nowhere to move its replicas")));
         }
-        self.on_control_leader(PeerRequest::ControlWrite(ControlCommand::SetNodeState { node, state: NodeState::Draining })).await.map(|_| ())
+        on_control_leader(self, PeerRequest::ControlWrite(ControlCommand::SetNodeState { node, state: NodeState::Draining })).await.map(|_| ())
     }
 
     /// Removes `node` from the node table and the control plane. Refused unless it
     /// is Draining or Down, while any shard still lists it, and while it still hosts
     /// a shard group (its replicas are still moving).
     pub async fn remove(&self, node: NodeId) -> Result<(), WriteError> {
-        self.on_control_leader(PeerRequest::RemoveNode(node)).await.map(|_| ())
-    }
-
-    /// Runs `request` (a ControlWrite or RemoveNode) here if this node leads the
-    /// control plane, else on its leader.
-    async fn on_control_leader(&self, request: PeerRequest) -> Result<ControlResponse, WriteError> {
-        if self.is_control_leader() {
-            return match tokio::time::timeout(self.config.write_timeout, self.lead_request(request)).await {
-                Ok(r) => r,
-                Err(_) => Err(WriteError::Unavailable(format!("not done within {:?}; it may still complete", self.config.write_timeout))),
-            };
-        }
-        self.forward_to_control_leader(request).await
+        on_control_leader(self, PeerRequest::RemoveNode(node)).await.map(|_| ())
     }
 
     /// Sends `request` to the control-plane leader (another node) and waits, up to

@@ -10,6 +10,7 @@
 //!   fault injection for tests; [`tcp`] is the link between processes; [`network`]
 //!   adapts either to openraft.
 //! - [`rpc`] lists what nodes say to each other.
+//! - [`tenants`]: each tenant's home node, recorded in the control plane.
 
 mod admin;
 pub mod log;
@@ -19,6 +20,7 @@ pub mod rpc;
 mod serve;
 pub mod status;
 pub mod tcp;
+pub mod tenants;
 pub mod transport;
 
 pub use node::{ClusterConfig, ClusterNode, RaftTiming};

@@ -120,6 +120,8 @@ pub struct ClusterNode {
     /// Handing its leaderships off before stopping: claims none.
     pub(super) leaving: std::sync::atomic::AtomicBool,
     listener: Mutex<Option<Arc<dyn ShardListener>>>,
+    /// Tenant homes read from the control plane (placements never change).
+    pub(super) tenant_homes: DashMap<u64, NodeId>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -186,6 +188,7 @@ impl ClusterNode {
             leaving: Default::default(),
             membership_checks: DashMap::new(),
             listener: Mutex::new(listener),
+            tenant_homes: DashMap::new(),
             stop: watch::channel(false).0,
             tasks: Mutex::new(Vec::new()),
         });
@@ -341,7 +344,22 @@ impl ClusterNode {
         if self.is_control_leader() {
             self.lead_control().await?;
         }
+        self.advertise_address().await;
         self.follow_tables().await
+    }
+
+    /// After a restart on other ports: puts this node's addresses in the node table,
+    /// so peers and forwarded clients find it.
+    async fn advertise_address(&self) {
+        let Ok(nodes) = self.tables.nodes() else { return };
+        if nodes.iter().all(|n| n.id != self.config.id || n.addr == self.config.addr) {
+            return;
+        }
+        let command = ControlCommand::SetNodeAddr { node: self.config.id, addr: self.config.addr.clone() };
+        match super::admin::on_control_leader(self, PeerRequest::ControlWrite(command)).await {
+            Ok(_) => tracing::info!(addr = %self.config.addr, "advertised this node's new addresses"),
+            Err(e) => tracing::debug!(error = %e, "advertising this node's addresses"),
+        }
     }
 
     async fn join(&self) -> Result<(), String> {

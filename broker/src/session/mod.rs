@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod core;
+mod forward;
 pub mod login;
 pub mod outbound;
 pub mod subscriptions;
@@ -187,6 +188,22 @@ where
             return finish(writer_task).await;
         }
     };
+    // A tenant served by another node: relay the connection there.
+    match forward::remote_home(&ctx, &hello).await {
+        Ok(Some(home)) => {
+            if let Err(why) = forward::relay(&ctx, &hello, reader, &out, &home).await {
+                reject(ErrorCode::TENANT_UNAVAILABLE, why);
+            } else {
+                out.finish(None);
+            }
+            return finish(writer_task).await;
+        }
+        Ok(None) => {}
+        Err(why) => {
+            reject(ErrorCode::STORAGE_UNAVAILABLE, why);
+            return finish(writer_task).await;
+        }
+    }
     let kind = if matches!(hello.auth, switchboard_protocol::Auth::Agent { .. }) { "agent" } else { "visitor" };
     let principal = match login::authenticate(&ctx, hello.auth).await {
         Ok(p) => p,

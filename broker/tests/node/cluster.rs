@@ -10,7 +10,7 @@ use switchboard_protocol::{Auth, Cursor, Participant};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn status(node: &Node) -> Option<Value> {
+pub(crate) fn status(node: &Node) -> Option<Value> {
     ureq::get(&node.url("/v1/cluster")).set("authorization", &format!("Bearer {}", node.admin_token)).call().ok()?.into_json().ok()
 }
 
@@ -264,13 +264,14 @@ struct Written {
     welcome: switchboard_protocol::Welcome,
 }
 
-/// A visitor on `addr` (through the client library, which reconnects and resends
-/// what was not accepted with the same id) writes `v{visitor}-m{n}` every 20 ms
+/// A visitor on `addrs[0]` (through the client library, which reconnects, to the
+/// other `addrs` in turn, and resends what was not accepted with the same id) writes `v{visitor}-m{n}` every 20 ms
 /// until `stop` (at most 20 000 messages), each only after the previous one was
 /// accepted.
-async fn write_until(addr: std::net::SocketAddr, tenant: switchboard_protocol::TenantId, visitor: u32, stop: Arc<AtomicBool>, progress: Arc<AtomicU64>) -> Written {
+async fn write_until(addrs: Vec<std::net::SocketAddr>, tenant: switchboard_protocol::TenantId, visitor: u32, stop: Arc<AtomicBool>, progress: Arc<AtomicU64>) -> Written {
     use switchboard_client::{ConnectOptions, Event, ReconnectPolicy, Session, SessionConfig};
-    let mut config = SessionConfig::new(ConnectOptions::tcp(addr), Auth::Anonymous { tenant });
+    let mut config = SessionConfig::new(ConnectOptions::tcp(addrs[0]), Auth::Anonymous { tenant });
+    config.alternate_addrs = addrs[1..].to_vec();
     config.reconnect = ReconnectPolicy { max_attempts: 200, initial_backoff: Duration::from_millis(100), max_backoff: Duration::from_millis(500) };
     config.first_client_msg_id = Some(1);
     let mut session = Session::connect(config).await.expect("visitor connects");
@@ -326,7 +327,7 @@ fn restart(nodes: &mut [Node], dirs: &[tempfile::TempDir], id: usize) {
 
 /// Three nodes started by [`cluster`], each seeing all three active and a leader for
 /// every shard.
-fn settled_cluster(dirs: &[tempfile::TempDir]) -> Vec<Node> {
+pub(crate) fn settled_cluster(dirs: &[tempfile::TempDir]) -> Vec<Node> {
     let nodes = cluster(dirs);
     for n in &nodes {
         wait_settled("three active nodes, a leader for every shard", n, &nodes, &[1, 2, 3], 3);
@@ -342,10 +343,19 @@ struct Traffic {
 }
 
 impl Traffic {
-    /// `visitors` visitors of `tenant` on `addr`, started once they have written 100.
-    fn start(addr: std::net::SocketAddr, tenant: switchboard_protocol::TenantId, visitors: u32) -> Traffic {
+    /// `visitors` visitors of `tenant`, spread over the client addresses of `nodes`
+    /// (visitor v connects to node v mod 3 and fails over to the others), started
+    /// once they have written 100.
+    fn start(nodes: &[Node], tenant: switchboard_protocol::TenantId, visitors: u32) -> Traffic {
         let (stop, progress) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
-        let writers = (0..visitors).map(|v| tokio::spawn(write_until(addr, tenant, v, stop.clone(), progress.clone()))).collect();
+        let addrs: Vec<std::net::SocketAddr> = nodes.iter().map(|n| n.tcp).collect();
+        let writers = (0..visitors)
+            .map(|v| {
+                let mut mine = addrs.clone();
+                mine.rotate_left(v as usize % addrs.len());
+                tokio::spawn(write_until(mine, tenant, v, stop.clone(), progress.clone()))
+            })
+            .collect();
         let traffic = Traffic { stop, progress, writers };
         traffic.goes_on("the visitors are writing", 100);
         traffic
@@ -388,9 +398,9 @@ fn assert_read_back(node: &Node, tenant: &crate::support::Tenant, written: &[Wri
 async fn a_rolling_restart_under_traffic_loses_and_repeats_nothing_and_a_whole_cluster_restart_keeps_every_message() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes = settled_cluster(&dirs);
-    // Clients use the tenant's node (node 1); see docs/architecture.md.
+    // The tenant lives on node 1; its visitors are on all three nodes.
     let tenant = create_tenant(&nodes[0], "acme");
-    let traffic = Traffic::start(nodes[0].tcp, tenant.id, 12);
+    let traffic = Traffic::start(&nodes, tenant.id, 12);
 
     // Rolling restart: each node in turn gets SIGTERM (handing its leaderships over),
     // comes back from its data dir, and catches up before the next goes.
@@ -444,11 +454,13 @@ async fn a_kill_9_under_traffic_loses_and_repeats_no_accepted_message() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes = settled_cluster(&dirs);
     wait_until("node 2 leads some shards", WAIT, || leaders(&nodes[0]).iter().any(|(id, n)| *id == 2 && *n > 0));
+    // The tenant lives on node 1; its visitors are on all three nodes.
     let tenant = create_tenant(&nodes[0], "acme");
-    let traffic = Traffic::start(nodes[0].tcp, tenant.id, 12);
+    let traffic = Traffic::start(&nodes, tenant.id, 12);
     traffic.goes_on("the visitors are writing", 100);
 
-    // Node 2 dies mid-traffic with the leaderships it holds; nothing is flushed.
+    // Node 2 dies mid-traffic with the leaderships it holds and the connections of a
+    // third of the visitors; nothing is flushed.
     nodes[1].kill9();
     let killed = Instant::now();
     for n in [&nodes[0], &nodes[2]] {
@@ -460,6 +472,9 @@ async fn a_kill_9_under_traffic_loses_and_repeats_no_accepted_message() {
     wait_settled("node 2 is back", &nodes[1], &nodes, &[1, 2, 3], 3);
     traffic.goes_on("traffic goes on with node 2 back", 100);
     let written = traffic.stop().await;
+    for (v, w) in written.iter().enumerate().filter(|(v, _)| v % 3 == 1) {
+        assert!(w.logins >= 2, "visitor {v}, connected to node 2, logged in again elsewhere: {}", w.logins);
+    }
     assert_read_back(&nodes[0], &tenant, &written);
     for n in &nodes {
         n.assert_no_panic();

@@ -7,6 +7,7 @@ mod agent_tools;
 mod bad_input;
 mod bot;
 mod chat;
+mod any_node;
 mod cluster;
 mod durability;
 mod isolation;

@@ -7,6 +7,8 @@
 //! | 1 | - | bincode [`ClusterMeta`] |
 //! | 2 | node id u64 | bincode [`NodeRecord`] |
 //! | 3 | shard u32 | bincode [`ShardRecord`] |
+//! | 4 | tenant u64 | bincode [`TenantPlacement`] |
+//! | 5 | - | the highest tenant id placed, u64 big-endian |
 
 use super::machine::{Logic, Overlay};
 use super::{group_end, group_key, ControlConfig, NodeAddr, NodeId, RaftDb, CONTROL_GROUP};
@@ -22,6 +24,8 @@ mod tag {
     pub const META: u8 = 1;
     pub const NODE: u8 = 2;
     pub const SHARD: u8 = 3;
+    pub const TENANT: u8 = 4;
+    pub const LAST_TENANT: u8 = 5;
 }
 
 /// Facts fixed when the cluster was created.
@@ -69,6 +73,15 @@ pub struct ShardRecord {
     pub version: u64,
 }
 
+/// A row of the tenant table: which node serves a tenant's sessions and router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantPlacement {
+    /// The tenant.
+    pub tenant: u64,
+    /// The node that created it and keeps its directory, router and sessions.
+    pub home: NodeId,
+}
+
 /// A write to the control plane.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlCommand {
@@ -100,6 +113,23 @@ pub enum ControlCommand {
         /// The version the change was computed from.
         expected_version: u64,
     },
+    /// Change a node's advertised addresses (it restarted on other ports), keeping
+    /// its state. Rejected for an unknown node.
+    SetNodeAddr {
+        /// The node.
+        node: NodeId,
+        /// Its addresses now.
+        addr: NodeAddr,
+    },
+    /// Give a new tenant a cluster-wide unique id (the highest placed so far plus
+    /// one, at least `min_id`) and record `home` as its node. Rejected if `home` is
+    /// not in the node table.
+    PlaceTenant {
+        /// The node creating the tenant.
+        home: NodeId,
+        /// The lowest id it may get (above ids the node handed out on its own before).
+        min_id: u64,
+    },
 }
 
 /// The result of a [`ControlCommand`].
@@ -109,6 +139,8 @@ pub enum ControlResponse {
     Ok,
     /// A shard's new version.
     Version(u64),
+    /// A placed tenant's id.
+    Tenant(u64),
     /// Not applied, and why.
     Rejected(String),
 }
@@ -141,6 +173,12 @@ fn node_key(id: NodeId) -> Vec<u8> {
 fn shard_key(shard: u32) -> Vec<u8> {
     let mut k = vec![tag::SHARD];
     k.extend_from_slice(&shard.to_be_bytes());
+    k
+}
+
+fn tenant_key(tenant: u64) -> Vec<u8> {
+    let mut k = vec![tag::TENANT];
+    k.extend_from_slice(&tenant.to_be_bytes());
     k
 }
 
@@ -201,6 +239,26 @@ impl Logic<ControlConfig> for ControlLogic {
                 Some(record) => ControlResponse::Rejected(format!("shard {shard} is at version {}, not {expected_version}", record.version)),
                 None => ControlResponse::Rejected(format!("no shard {shard}")),
             },
+            ControlCommand::SetNodeAddr { node, addr } => match get::<NodeRecord>(state, &node_key(*node), "node")? {
+                Some(mut record) => {
+                    record.addr = addr.clone();
+                    state.put(node_key(*node), records::encode(&record));
+                    ControlResponse::Ok
+                }
+                None => ControlResponse::Rejected(format!("no node {node}")),
+            },
+            ControlCommand::PlaceTenant { home, min_id } => {
+                if get::<NodeRecord>(state, &node_key(*home), "node")?.is_none() {
+                    return Ok(ControlResponse::Rejected(format!("no node {home}")));
+                }
+                let last = state.get(&[tag::LAST_TENANT])?.map(|v| records::decode_u64("last tenant id", &v)).transpose()?.unwrap_or(0);
+                let Some(tenant) = last.checked_add(1).map(|next| next.max(*min_id)) else {
+                    return Ok(ControlResponse::Rejected("tenant ids are exhausted".into()));
+                };
+                state.put(vec![tag::LAST_TENANT], tenant.to_be_bytes().to_vec());
+                state.put(tenant_key(tenant), records::encode(&TenantPlacement { tenant, home: *home }));
+                ControlResponse::Tenant(tenant)
+            }
         })
     }
 
@@ -258,5 +316,51 @@ impl ControlReader {
     /// The shard table, by shard.
     pub fn shards(&self) -> Result<Vec<ShardRecord>, StoreError> {
         self.scan(tag::SHARD, "shard")
+    }
+
+    /// The node serving `tenant`, if it was placed through the control plane.
+    pub fn tenant_home(&self, tenant: u64) -> Result<Option<NodeId>, StoreError> {
+        let cf = self.db.db().cf_handle(CF_RAFT_STATE).ok_or(StoreError::Closed)?;
+        let value = self.db.db().get_cf(cf, group_key(CONTROL_GROUP, &tenant_key(tenant))).map_err(StoreError::rocks("read control plane"))?;
+        Ok(value.map(|v| records::decode::<TenantPlacement>("tenant placement", &v)).transpose()?.map(|p| p.home))
+    }
+
+    /// Every placed tenant, by id.
+    pub fn tenants(&self) -> Result<Vec<TenantPlacement>, StoreError> {
+        self.scan(tag::TENANT, "tenant placement")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::machine::Overlay;
+
+    fn place(logic: &ControlLogic, state: &mut Overlay<'_>, home: NodeId, min_id: u64) -> ControlResponse {
+        logic.apply(state, &ControlCommand::PlaceTenant { home, min_id }).expect("apply")
+    }
+
+    #[test]
+    fn tenants_get_unique_ids_above_the_floor_and_only_on_known_nodes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::store::open_db(dir.path(), &crate::keys::ALL_CFS).expect("open");
+        let logic = ControlLogic::default();
+        let mut state = Overlay::for_test(&db, CONTROL_GROUP);
+        let addr = NodeAddr { peer: "p".into(), client: "c".into() };
+        for id in [1, 2] {
+            logic.apply(&mut state, &ControlCommand::PutNode(NodeRecord { id, addr: addr.clone(), state: NodeState::Active })).expect("apply");
+        }
+        assert_eq!(place(&logic, &mut state, 1, 1), ControlResponse::Tenant(1));
+        assert_eq!(place(&logic, &mut state, 2, 1), ControlResponse::Tenant(2));
+        // A node that handed out tenant ids on its own asks for ids above them.
+        assert_eq!(place(&logic, &mut state, 2, 10), ControlResponse::Tenant(10));
+        assert_eq!(place(&logic, &mut state, 1, 3), ControlResponse::Tenant(11));
+        assert!(matches!(place(&logic, &mut state, 9, 1), ControlResponse::Rejected(why) if why.contains("no node 9")));
+        let homes: Vec<(u64, NodeId)> = [1, 2, 10, 11].iter().map(|t| {
+            let v = state.get(&tenant_key(*t)).expect("read").expect("placed");
+            let p: TenantPlacement = records::decode("tenant placement", &v).expect("decode");
+            (p.tenant, p.home)
+        }).collect();
+        assert_eq!(homes, vec![(1, 1), (2, 2), (10, 2), (11, 1)]);
     }
 }

@@ -44,7 +44,14 @@ pub struct Overlay<'a> {
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
-impl Overlay<'_> {
+impl<'a> Overlay<'a> {
+    /// An overlay over `db` with no writes yet, for applying commands in tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(db: &'a DB, group: GroupId) -> Self {
+        let cf = db.cf_handle(crate::keys::CF_RAFT_STATE).expect("raft_state column family");
+        Overlay { db, cf, group, writes: BTreeMap::new() }
+    }
+
     /// The value of `key` (within this group).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(v) = self.writes.get(key) {

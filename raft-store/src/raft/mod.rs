@@ -26,7 +26,7 @@ pub mod placement;
 pub mod shard;
 mod sync;
 
-pub use control::{ClusterMeta, ControlCommand, ControlLogic, ControlReader, ControlResponse, NodeRecord, NodeState, ShardRecord};
+pub use control::{ClusterMeta, ControlCommand, ControlLogic, ControlReader, ControlResponse, NodeRecord, NodeState, ShardRecord, TenantPlacement};
 pub use log_store::LogStore;
 pub use machine::{Logic, Overlay, StateMachine};
 pub use shard::{AppendCommand, ShardCommand, ShardListener, ShardLogic, ShardReader, ShardResponse};

@@ -1,0 +1,102 @@
+//! Where tenants live. A tenant is served by the node that created it (its home):
+//! its directory records, its router and its sessions are there. The control plane
+//! records every tenant's home and hands out tenant ids, so ids are unique across
+//! the cluster and every node can forward a tenant's clients to its home
+//! (`session::forward`).
+//!
+//! Secrets that clients and callers present carry their tenant in front
+//! (`TENANT.SECRET`), so a node can tell where to forward an agent's login or where
+//! to send an API call without knowing the secret.
+
+use super::admin::on_control_leader;
+use super::node::ClusterNode;
+use super::rpc::{PeerRequest, WriteError};
+use switchboard_protocol::{Auth, TenantId};
+use switchboard_raft_store::raft::{ControlCommand, ControlResponse, NodeId, NodeState};
+use switchboard_raft_store::StoreError;
+
+/// A tenant served by another node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteHome {
+    /// The home node.
+    pub node: NodeId,
+    /// Its client (TCP) address, as it advertises it.
+    pub client_addr: String,
+    /// Whether the control plane has it marked down (it is probably unreachable).
+    pub down: bool,
+}
+
+impl ClusterNode {
+    /// Places a new tenant on this node: its cluster-wide id, at least `min_id`.
+    pub async fn place_tenant(&self, min_id: u64) -> Result<TenantId, WriteError> {
+        let command = ControlCommand::PlaceTenant { home: self.id(), min_id };
+        match on_control_leader(self, PeerRequest::ControlWrite(command)).await? {
+            ControlResponse::Tenant(id) => Ok(TenantId(id)),
+            other => Err(WriteError::Unavailable(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// The home of `tenant` if it is another node; `None` if this node is its home or
+    /// the control plane never placed it (then this node answers for it). Reads
+    /// RocksDB: call it off the actor threads.
+    pub fn remote_home(&self, tenant: TenantId) -> Result<Option<RemoteHome>, StoreError> {
+        let home = match self.tenant_homes.get(&tenant.0) {
+            Some(home) => *home,
+            None => match self.tables().tenant_home(tenant.0)? {
+                Some(home) => {
+                    // Placements never change: remember them.
+                    self.tenant_homes.insert(tenant.0, home);
+                    home
+                }
+                None => return Ok(None),
+            },
+        };
+        if home == self.id() {
+            return Ok(None);
+        }
+        Ok(self.tables().nodes()?.into_iter().find(|n| n.id == home).map(|n| RemoteHome {
+            node: home,
+            client_addr: n.addr.client,
+            down: n.state == NodeState::Down,
+        }))
+    }
+}
+
+/// `TENANT.SECRET`: a secret that names its tenant.
+pub fn tenant_secret(tenant: TenantId, secret: &str) -> String {
+    format!("{}.{secret}", tenant.0)
+}
+
+/// The tenant a `TENANT.SECRET` names (`None` for a secret without one).
+pub fn tenant_of_secret(secret: &str) -> Option<TenantId> {
+    let (tenant, rest) = secret.split_once('.')?;
+    if rest.is_empty() || tenant.is_empty() || tenant.len() > 20 || !tenant.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    tenant.parse().ok().map(TenantId)
+}
+
+/// The tenant a login is for, as far as it says before it is checked.
+pub fn tenant_of_auth(auth: &Auth) -> Option<TenantId> {
+    match auth {
+        Auth::Anonymous { tenant } | Auth::Resume { tenant, .. } | Auth::Verified { tenant, .. } => Some(*tenant),
+        Auth::Agent { token } => tenant_of_secret(token),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_name_their_tenant_and_anything_else_names_none() {
+        let secret = tenant_secret(TenantId(42), "ab12");
+        assert_eq!(secret, "42.ab12");
+        assert_eq!(tenant_of_secret(&secret), Some(TenantId(42)));
+        for bad in ["ab12", ".ab12", "42.", "4x.ab", "-1.ab", "99999999999999999999999.ab", "18446744073709551616.ab", ""] {
+            assert_eq!(tenant_of_secret(bad), None, "{bad:?}");
+        }
+        assert_eq!(tenant_of_auth(&Auth::Agent { token: "7.zz".into() }), Some(TenantId(7)));
+        assert_eq!(tenant_of_auth(&Auth::Anonymous { tenant: TenantId(3) }), Some(TenantId(3)));
+    }
+}
