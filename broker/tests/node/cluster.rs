@@ -16,7 +16,7 @@ pub(crate) fn status(node: &Node) -> Option<Value> {
 
 /// As `node` sees it: every node in `ids` is Active, every shard has `replicas` nodes in
 /// the table and a leader among `ids`.
-fn settled(node: &Node, ids: &[u64], replicas: usize) -> bool {
+pub(crate) fn settled(node: &Node, ids: &[u64], replicas: usize) -> bool {
     let Some(s) = status(node) else { return false };
     let nodes = s["nodes"].as_array().cloned().unwrap_or_default();
     let active = ids.iter().all(|id| nodes.iter().any(|n| n["id"] == *id && n["state"] == "Active"));
@@ -30,7 +30,7 @@ fn settled(node: &Node, ids: &[u64], replicas: usize) -> bool {
 
 /// Waits until [`settled`]; on timeout fails with what `node` sees, its log's tail and
 /// any panic in the logs of `all`.
-fn wait_settled(what: &str, node: &Node, all: &[Node], ids: &[u64], replicas: usize) {
+pub(crate) fn wait_settled(what: &str, node: &Node, all: &[Node], ids: &[u64], replicas: usize) {
     wait_until_or(what, WAIT, || settled(node, ids, replicas), || {
         let seen = status(node).unwrap_or_default();
         let shards: Vec<String> = seen["shards"].as_array().cloned().unwrap_or_default().iter().map(|s| format!("{} {} leader {} here {}", s["shard"], s["replicas"], s["leader"], s["here"])).collect();
@@ -41,7 +41,7 @@ fn wait_settled(what: &str, node: &Node, all: &[Node], ids: &[u64], replicas: us
 }
 
 /// The first panics in the logs of `nodes`, with some context.
-fn panics_in(nodes: &[Node]) -> String {
+pub(crate) fn panics_in(nodes: &[Node]) -> String {
     let mut out = String::new();
     for (i, n) in nodes.iter().enumerate() {
         let log = strip_ansi(&n.log());
@@ -53,7 +53,7 @@ fn panics_in(nodes: &[Node]) -> String {
     out
 }
 
-fn leaders(node: &Node) -> Vec<(u64, u64)> {
+pub(crate) fn leaders(node: &Node) -> Vec<(u64, u64)> {
     let s = status(node).unwrap_or_default();
     s["nodes"].as_array().cloned().unwrap_or_default().iter().map(|n| (n["id"].as_u64().unwrap_or(0), n["leads"].as_u64().unwrap_or(0))).collect()
 }
@@ -122,7 +122,7 @@ fn three_processes_form_a_cluster_survive_a_kill_9_take_the_node_back_and_hand_o
 }
 
 /// The last `lines` lines of `node`'s log, without colour codes.
-fn log_tail(node: &Node, lines: usize) -> String {
+pub(crate) fn log_tail(node: &Node, lines: usize) -> String {
     let log = strip_ansi(&node.log());
     let tail: Vec<&str> = log.lines().rev().take(lines).collect();
     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
@@ -255,11 +255,11 @@ async fn a_node_drained_under_traffic_hands_over_its_replicas_and_is_removed() {
 
 /// What one visitor's writer saw: messages accepted (each with seq = its number) and
 /// the longest wait for an acceptance.
-struct Written {
+pub(crate) struct Written {
     conversation: switchboard_protocol::ConversationId,
     sent: u64,
     longest: Duration,
-    logins: u64,
+    pub(crate) logins: u64,
     /// The visitor's identity, to resume as the same visitor later.
     welcome: switchboard_protocol::Welcome,
 }
@@ -336,7 +336,7 @@ pub(crate) fn settled_cluster(dirs: &[tempfile::TempDir]) -> Vec<Node> {
 }
 
 /// Visitors writing through [`write_until`] until [`Traffic::stop`].
-struct Traffic {
+pub(crate) struct Traffic {
     stop: Arc<AtomicBool>,
     progress: Arc<AtomicU64>,
     writers: Vec<tokio::task::JoinHandle<Written>>,
@@ -346,7 +346,7 @@ impl Traffic {
     /// `visitors` visitors of `tenant`, spread over the client addresses of `nodes`
     /// (visitor v connects to node v mod 3 and fails over to the others), started
     /// once they have written 100.
-    fn start(nodes: &[Node], tenant: switchboard_protocol::TenantId, visitors: u32) -> Traffic {
+    pub(crate) fn start(nodes: &[Node], tenant: switchboard_protocol::TenantId, visitors: u32) -> Traffic {
         let (stop, progress) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
         let addrs: Vec<std::net::SocketAddr> = nodes.iter().map(|n| n.tcp).collect();
         let writers = (0..visitors)
@@ -362,13 +362,13 @@ impl Traffic {
     }
 
     /// Waits until `more` further messages have been accepted.
-    fn goes_on(&self, what: &str, more: u64) {
+    pub(crate) fn goes_on(&self, what: &str, more: u64) {
         let at = self.progress.load(Ordering::Acquire);
         wait_until(what, WAIT, || self.progress.load(Ordering::Acquire) >= at + more);
     }
 
     /// Stops the writers; what each wrote, with a summary printed.
-    async fn stop(self) -> Vec<Written> {
+    pub(crate) async fn stop(self) -> Vec<Written> {
         self.stop.store(true, Ordering::Release);
         let mut written = Vec::new();
         for w in self.writers {
@@ -388,7 +388,7 @@ fn expected(v: usize, w: &Written) -> Vec<String> {
 }
 
 /// Every visitor's accepted messages read back through `node`, once each and in order.
-fn assert_read_back(node: &Node, tenant: &crate::support::Tenant, written: &[Written]) {
+pub(crate) fn assert_read_back(node: &Node, tenant: &crate::support::Tenant, written: &[Written]) {
     for (v, w) in written.iter().enumerate() {
         assert_eq!(bodies(node, tenant, w.conversation), expected(v, w), "visitor {v}: every accepted message once, in order");
     }

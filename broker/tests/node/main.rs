@@ -12,6 +12,7 @@ mod cluster;
 mod durability;
 mod isolation;
 mod operations;
+mod partition;
 mod routing;
 mod slow_consumer;
 mod webhooks;

@@ -56,15 +56,32 @@ pub struct Node {
 impl Node {
     /// Starts a node on `dir` (kept across restarts) with extra flags.
     pub fn start(dir: &Path, extra: &[&str]) -> Node {
+        Node::start_in(None, dir, extra)
+    }
+
+    /// [`Node::start`] inside the network namespace `netns` (`ip netns exec`), if any.
+    /// Addresses not in `extra` are `127.0.0.1:0`.
+    pub fn start_in(netns: Option<&str>, dir: &Path, extra: &[&str]) -> Node {
         let ports = dir.join("ports.json");
         let _ = std::fs::remove_file(&ports);
         let log = dir.join(format!("node-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
         let logfile = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["--data-dir", dir.to_str().unwrap()])
-            .args(["--http-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
-            .args(if extra.contains(&"--tcp-addr") { &[][..] } else { &["--tcp-addr", "127.0.0.1:0"][..] })
-            .args(if extra.contains(&"--peer-addr") { &[][..] } else { &["--peer-addr", "127.0.0.1:0"][..] })
+        let binary = env!("CARGO_BIN_EXE_switchboard");
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, binary]);
+                c
+            }
+            None => Command::new(binary),
+        };
+        command.args(["--data-dir", dir.to_str().unwrap()]);
+        for flag in ["--http-addr", "--quic-addr", "--tcp-addr", "--peer-addr"] {
+            if !extra.contains(&flag) {
+                command.args([flag, "127.0.0.1:0"]);
+            }
+        }
+        let child = command
             .args(["--admin-token", "test-admin-token-0123456789"])
             .args(extra)
             .env("RUST_LOG", "info,switchboard_broker=debug")
