@@ -1,7 +1,7 @@
 //! Clients on any node: a tenant lives on the node that created it, and a client
 //! that connects to another node is relayed there (`session::forward`).
 
-use crate::cluster::settled_cluster;
+use crate::cluster::{log_tail, settled_cluster, status};
 use crate::support::*;
 use switchboard_client::{connect_and_login, hello as login, Connection, ConnectOptions};
 use switchboard_protocol::*;
@@ -43,7 +43,7 @@ async fn chat(tenant: TenantId, visitor_at: ConnectOptions, agent_at: ConnectOpt
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn visitors_and_agents_connected_to_different_nodes_chat_both_ways() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let nodes = settled_cluster(&dirs);
+    let mut nodes = settled_cluster(&dirs);
     let acme = create_tenant(&nodes[0], "acme");
     let globex = create_tenant(&nodes[1], "globex");
     assert_ne!(acme.id, globex.id, "tenant ids are unique across the cluster");
@@ -72,10 +72,30 @@ async fn visitors_and_agents_connected_to_different_nodes_chat_both_ways() {
         }
     }
     // A tenant no node has: the login fails as before.
-    let (_, err) = connect_and_login(&tcp(2), login(Auth::Anonymous { tenant: TenantId(999) })).await.map(|_| ()).map_or_else(|e| ((), e.to_string()), |_| panic!("tenant 999 does not exist"));
+    let (_, err) = connect_and_login(&ConnectOptions::tcp(nodes[2].tcp), login(Auth::Anonymous { tenant: TenantId(999) })).await.map(|_| ()).map_or_else(|e| ((), e.to_string()), |_| panic!("tenant 999 does not exist"));
     assert!(err.contains("auth_failed"), "{err}");
     let relayed = |n: &Node| ureq::get(&n.url("/metrics")).call().unwrap().into_string().unwrap().lines().any(|l| l.starts_with("switchboard_forwarded_connections_total{result=\"relayed\"}"));
     assert!(nodes.iter().all(relayed), "every node relayed a client to another");
+
+    // acme's node restarts on another client port: the node table follows, and its
+    // clients reach it through the other nodes again.
+    let (old_tcp, peer) = (nodes[0].tcp, nodes[0].peer.to_string());
+    let exit = nodes[0].terminate();
+    assert!(exit.success(), "node 1: {exit}\nlog tail:\n{}", log_tail(&nodes[0], 40));
+    nodes[0] = Node::start(dirs[0].path(), &["--shards", "8", "--node-id", "1", "--peer-addr", &peer]);
+    assert_ne!(nodes[0].tcp, old_tcp);
+    let advertised = |n: &Node| status(n).unwrap_or_default()["nodes"].as_array().cloned().unwrap_or_default().iter().any(|r| r["id"] == 1 && r["client"] == nodes[0].tcp.to_string());
+    wait_until("node 2 sees node 1's new client address", WAIT, || advertised(&nodes[1]));
+    let (mut visitor, _) = connect_and_login(&ConnectOptions::tcp(nodes[1].tcp), login(Auth::Anonymous { tenant: acme.id })).await.expect("a visitor reaches the restarted node through node 2");
+    visitor.send(&send(1, None, "after the restart")).await.unwrap();
+    loop {
+        match tokio::time::timeout(WAIT, visitor.recv()).await.expect("an answer") {
+            Ok(Some(ServerFrame::Accepted { client_msg_id: 1, seq: 1, .. })) => break,
+            Ok(Some(ServerFrame::Error(e))) => panic!("{e:?}"),
+            Ok(Some(_)) => continue,
+            other => panic!("stream ended: {other:?}"),
+        }
+    }
     for n in &nodes {
         n.assert_no_panic();
     }
