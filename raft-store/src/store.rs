@@ -149,6 +149,9 @@ impl Store {
         if let Some(handle) = handle {
             let _ = handle.join();
         }
+        // No flush or compaction may still run in RocksDB's own threads when the
+        // process exits (its static state is torn down under them).
+        self.db.cancel_all_background_work(true);
     }
 
     /// A new id of `kind`, durable before it is returned (never handed out twice).

@@ -12,7 +12,7 @@ use super::admin::on_control_leader;
 use super::node::ClusterNode;
 use super::rpc::{PeerRequest, WriteError};
 use switchboard_protocol::{Auth, TenantId};
-use switchboard_raft_store::raft::{ControlCommand, ControlResponse, NodeId, NodeState};
+use switchboard_raft_store::raft::{ControlCommand, ControlResponse, NodeId};
 use switchboard_raft_store::StoreError;
 
 /// A tenant served by another node.
@@ -22,8 +22,6 @@ pub struct RemoteHome {
     pub node: NodeId,
     /// Its client (TCP) address, as it advertises it.
     pub client_addr: String,
-    /// Whether the control plane has it marked down (it is probably unreachable).
-    pub down: bool,
 }
 
 impl ClusterNode {
@@ -54,11 +52,7 @@ impl ClusterNode {
         if home == self.id() {
             return Ok(None);
         }
-        Ok(self.tables().nodes()?.into_iter().find(|n| n.id == home).map(|n| RemoteHome {
-            node: home,
-            client_addr: n.addr.client,
-            down: n.state == NodeState::Down,
-        }))
+        Ok(self.tables().nodes()?.into_iter().find(|n| n.id == home).map(|n| RemoteHome { node: home, client_addr: n.addr.client }))
     }
 }
 
