@@ -35,6 +35,9 @@ pub enum PeerRequest {
     HostedShards,
     /// "As this shard's leader, what is its membership?"
     ShardMembers(u32),
+    /// "Which node is this tenant's home?" (asked of the control-plane leader by a
+    /// node whose own tables may not have the placement yet).
+    TenantHome(u64),
 }
 
 /// The answer to a [`PeerRequest`].
@@ -56,6 +59,8 @@ pub enum PeerResponse {
     /// leader with no membership change pending; `None` from any other node, or
     /// while a change is pending.
     Members(Option<(Vec<NodeId>, Vec<NodeId>)>),
+    /// To TenantHome: the home, if the answering node's tables place the tenant.
+    TenantHome(Option<NodeId>),
 }
 
 /// Why a replicated write did not happen (or may not have).

@@ -73,6 +73,7 @@ impl PeerHandler for ClusterNode {
                 PeerRequest::TakeLeadership(group) => PeerResponse::Control(self.take_leadership(group).await),
                 PeerRequest::HostedShards => PeerResponse::Hosted(self.replicas().into_iter().map(|r| r.shard).collect()),
                 PeerRequest::ShardMembers(shard) => PeerResponse::Members(self.applied_members(shard)),
+                PeerRequest::TenantHome(tenant) => PeerResponse::TenantHome(self.tables().tenant_home(tenant).ok().flatten()),
                 PeerRequest::ShardWrite(shard, command) => {
                     let deadline = Instant::now() + self.config.write_timeout;
                     PeerResponse::Shard(self.write_local(shard, command, deadline).await)

@@ -10,7 +10,9 @@
 
 use super::admin::on_control_leader;
 use super::node::ClusterNode;
-use super::rpc::{PeerRequest, WriteError};
+use super::rpc::{PeerRequest, PeerResponse, WriteError};
+use std::sync::Arc;
+use std::time::Duration;
 use switchboard_protocol::{Auth, TenantId};
 use switchboard_raft_store::raft::{ControlCommand, ControlResponse, NodeId};
 use switchboard_raft_store::StoreError;
@@ -35,24 +37,65 @@ impl ClusterNode {
     }
 
     /// The home of `tenant` if it is another node; `None` if this node is its home or
-    /// the control plane never placed it (then this node answers for it). Reads
-    /// RocksDB: call it off the actor threads.
+    /// this node's tables do not place it. Reads RocksDB: call it off the actor
+    /// threads.
     pub fn remote_home(&self, tenant: TenantId) -> Result<Option<RemoteHome>, StoreError> {
-        let home = match self.tenant_homes.get(&tenant.0) {
-            Some(home) => *home,
-            None => match self.tables().tenant_home(tenant.0)? {
-                Some(home) => {
-                    // Placements never change: remember them.
-                    self.tenant_homes.insert(tenant.0, home);
-                    home
-                }
-                None => return Ok(None),
-            },
-        };
+        match self.tenant_home(tenant)? {
+            Some(home) => self.home_at(home),
+            None => Ok(None),
+        }
+    }
+
+    /// The home of `tenant` as this node's tables place it (placements never change,
+    /// so they are remembered).
+    fn tenant_home(&self, tenant: TenantId) -> Result<Option<NodeId>, StoreError> {
+        if let Some(home) = self.tenant_homes.get(&tenant.0) {
+            return Ok(Some(*home));
+        }
+        let home = self.tables().tenant_home(tenant.0)?;
+        if let Some(home) = home {
+            self.tenant_homes.insert(tenant.0, home);
+        }
+        Ok(home)
+    }
+
+    fn home_at(&self, home: NodeId) -> Result<Option<RemoteHome>, StoreError> {
         if home == self.id() {
             return Ok(None);
         }
         Ok(self.tables().nodes()?.into_iter().find(|n| n.id == home).map(|n| RemoteHome { node: home, client_addr: n.addr.client }))
+    }
+
+    /// Like [`Self::remote_home`], but a tenant this node's tables do not place yet (it
+    /// was created a moment ago on another node) is asked of the control-plane
+    /// leader. `Err`: no leader answered, so nobody can tell now.
+    pub async fn locate_tenant(self: &Arc<Self>, tenant: TenantId) -> Result<Option<RemoteHome>, String> {
+        let node = self.clone();
+        let here = tokio::task::spawn_blocking(move || node.tenant_home(tenant)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        let home = match here {
+            Some(home) => Some(home),
+            None => self.ask_leader_for_home(tenant).await?,
+        };
+        let Some(home) = home else { return Ok(None) };
+        self.tenant_homes.insert(tenant.0, home);
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || node.home_at(home)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+    }
+
+    async fn ask_leader_for_home(&self, tenant: TenantId) -> Result<Option<NodeId>, String> {
+        let leader = self.control().metrics().borrow().current_leader;
+        let Some(leader) = leader else { return Err("the control plane has no leader".into()) };
+        if leader == self.id() {
+            return Ok(None);
+        }
+        let addr = self.peer_addr(leader).ok_or_else(|| format!("no address for node {leader}"))?;
+        let call = self.transport.call(&self.addr().peer, &addr, PeerRequest::TenantHome(tenant.0));
+        match tokio::time::timeout(Duration::from_secs(2), call).await {
+            Ok(Ok(PeerResponse::TenantHome(home))) => Ok(home),
+            Ok(Ok(other)) => Err(format!("unexpected answer {other:?}")),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("the control-plane leader (node {leader}) did not answer")),
+        }
     }
 }
 

@@ -25,17 +25,13 @@ const CHUNK: usize = 16 * 1024;
 /// The home of the tenant `hello` logs in to, if it is another node. A tenant this
 /// node knows is served here without asking the control plane.
 pub(super) async fn remote_home(ctx: &Ctx, hello: &Hello) -> Result<Option<RemoteHome>, String> {
-    let (Some(cluster), Some(tenant)) = (ctx.cluster.clone(), tenant_of_auth(&hello.auth)) else {
+    let (Some(cluster), Some(tenant)) = (ctx.cluster.as_ref(), tenant_of_auth(&hello.auth)) else {
         return Ok(None);
     };
     if ctx.directory.tenant(tenant).is_some() {
         return Ok(None);
     }
-    match tokio::task::spawn_blocking(move || cluster.remote_home(tenant)).await {
-        Ok(Ok(home)) => Ok(home),
-        Ok(Err(e)) => Err(format!("reading the tenant table: {e}")),
-        Err(e) => Err(format!("reading the tenant table: {e}")),
-    }
+    cluster.locate_tenant(tenant).await.map_err(|e| format!("cannot tell which node serves tenant {} now: {e}", tenant.0))
 }
 
 /// Relays the connection to `home` until either side ends or the node stops.

@@ -200,7 +200,7 @@ where
         }
         Ok(None) => {}
         Err(why) => {
-            reject(ErrorCode::STORAGE_UNAVAILABLE, why);
+            reject(ErrorCode::TENANT_UNAVAILABLE, why);
             return finish(writer_task).await;
         }
     }
