@@ -208,11 +208,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     Ok(RunningNode { ctx, addrs, admin_token, stop, http: http_handle, arbiters, webhooks, cluster })
 }
 
-/// Starts this node's raft groups on their own runtime, in the same RocksDB as the
-/// store, with the peer link listening. A node without seeds and without state
-/// creates a cluster of one and waits until its shards have leaders; a node with
-/// seeds waits until it has joined (shards that have no leader yet answer
-/// "unavailable, retry" meanwhile).
 /// The client address other nodes dial to forward this node's tenants' clients: the
 /// bound TCP address, or, when that is every interface, the host this node
 /// advertises for its peer link with the bound port.
@@ -226,6 +221,11 @@ fn advertised_client_addr(config: &Config, bound: std::net::SocketAddr) -> Strin
     }
 }
 
+/// Starts this node's raft groups on their own runtime, in the same RocksDB as the
+/// store, with the peer link listening. A node without seeds and without state
+/// creates a cluster of one and waits until its shards have leaders; a node with
+/// seeds waits until it has joined (shards that have no leader yet answer
+/// "unavailable, retry" meanwhile).
 async fn start_cluster(config: &Config, store: &Arc<Store>, listener: Arc<dyn CommitListener>, client_addr: String) -> anyhow::Result<(Cluster, Arc<dyn ConversationLog>)> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("raft").enable_all().build().context("starting the raft runtime")?;
     match start_groups(config, store, listener, client_addr, runtime.handle()).await {

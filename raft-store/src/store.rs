@@ -37,7 +37,6 @@ impl Default for StoreOptions {
 pub(crate) mod counters {
     pub const CONVERSATION: &str = "conversation";
     pub const VISITOR: &str = "visitor";
-    pub const TENANT: &str = "tenant";
     pub const AGENT: &str = "agent";
     pub const GROUP: &str = "group";
     pub const KNOWLEDGE: &str = "knowledge";
@@ -48,8 +47,6 @@ pub(crate) mod counters {
 /// Kinds of id the store hands out durably.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IdKind {
-    /// Tenants.
-    Tenant,
     /// Agents (unique across tenants).
     Agent,
     /// Anonymous and verified visitors (unique across tenants).
@@ -65,7 +62,6 @@ pub enum IdKind {
 impl IdKind {
     fn counter(self) -> &'static str {
         match self {
-            IdKind::Tenant => counters::TENANT,
             IdKind::Agent => counters::AGENT,
             IdKind::Visitor => counters::VISITOR,
             IdKind::Group => counters::GROUP,

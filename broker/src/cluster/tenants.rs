@@ -68,27 +68,35 @@ impl ClusterNode {
 
     /// Like [`Self::remote_home`], but a tenant this node's tables do not place yet (it
     /// was created a moment ago on another node) is asked of the control-plane
-    /// leader. `Err`: no leader answered, so nobody can tell now.
+    /// leader. `Err`: no leader answered, so nobody can tell now. Its reads of
+    /// RocksDB run on the blocking pool, so actors may await it.
     pub async fn locate_tenant(self: &Arc<Self>, tenant: TenantId) -> Result<Option<RemoteHome>, String> {
-        let node = self.clone();
-        let here = tokio::task::spawn_blocking(move || node.tenant_home(tenant)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
-        let home = match here {
-            Some(home) => Some(home),
-            None => self.ask_leader_for_home(tenant).await?,
+        let home = match self.off_thread(move |n| n.tenant_home(tenant)).await?.map_err(|e| e.to_string())? {
+            Some(home) => home,
+            None => match self.ask_leader_for_home(tenant).await? {
+                Some(home) => {
+                    self.tenant_homes.insert(tenant.0, home);
+                    home
+                }
+                None => return Ok(None),
+            },
         };
-        let Some(home) = home else { return Ok(None) };
-        self.tenant_homes.insert(tenant.0, home);
-        let node = self.clone();
-        tokio::task::spawn_blocking(move || node.home_at(home)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+        self.off_thread(move |n| n.home_at(home)).await?.map_err(|e| e.to_string())
     }
 
-    async fn ask_leader_for_home(&self, tenant: TenantId) -> Result<Option<NodeId>, String> {
+    /// Runs `f` on the blocking pool.
+    async fn off_thread<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&ClusterNode) -> T + Send + 'static) -> Result<T, String> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || f(&node)).await.map_err(|e| e.to_string())
+    }
+
+    async fn ask_leader_for_home(self: &Arc<Self>, tenant: TenantId) -> Result<Option<NodeId>, String> {
         let leader = self.control().metrics().borrow().current_leader;
         let Some(leader) = leader else { return Err("the control plane has no leader".into()) };
         if leader == self.id() {
             return Ok(None);
         }
-        let addr = self.peer_addr(leader).ok_or_else(|| format!("no address for node {leader}"))?;
+        let addr = self.off_thread(move |n| n.peer_addr(leader)).await?.ok_or_else(|| format!("no address for node {leader}"))?;
         let call = self.transport.call(&self.addr().peer, &addr, PeerRequest::TenantHome(tenant.0));
         match tokio::time::timeout(Duration::from_secs(2), call).await {
             Ok(Ok(PeerResponse::TenantHome(home))) => Ok(home),
@@ -107,7 +115,8 @@ pub fn tenant_secret(tenant: TenantId, secret: &str) -> String {
 /// The tenant a `TENANT.SECRET` names (`None` for a secret without one).
 pub fn tenant_of_secret(secret: &str) -> Option<TenantId> {
     let (tenant, rest) = secret.split_once('.')?;
-    if rest.is_empty() || tenant.is_empty() || tenant.len() > 20 || !tenant.bytes().all(|b| b.is_ascii_digit()) {
+    // Digits only (`parse` alone would take a sign); too many overflow and fail.
+    if rest.is_empty() || !tenant.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     tenant.parse().ok().map(TenantId)
