@@ -53,6 +53,12 @@ pub(crate) fn panics_in(nodes: &[Node]) -> String {
     out
 }
 
+/// As `node` sees it, no replica of a shard it leads is behind.
+pub(crate) fn no_lag(node: &Node) -> bool {
+    let s = status(node).unwrap_or_default();
+    s["shards"].as_array().cloned().unwrap_or_default().iter().all(|sh| sh["here"]["lag"].as_object().is_none_or(|lag| lag.values().all(|v| v == 0)))
+}
+
 pub(crate) fn leaders(node: &Node) -> Vec<(u64, u64)> {
     let s = status(node).unwrap_or_default();
     s["nodes"].as_array().cloned().unwrap_or_default().iter().map(|n| (n["id"].as_u64().unwrap_or(0), n["leads"].as_u64().unwrap_or(0))).collect()
@@ -96,10 +102,7 @@ fn three_processes_form_a_cluster_survive_a_kill_9_take_the_node_back_and_hand_o
     // has state) and catches up.
     nodes[2] = Node::start(dirs[2].path(), &[&common[..], &["--node-id", "3", "--peer-addr", &peer3]].concat());
     wait_settled("node 3 is back with every shard's leader known", &nodes[2], &nodes, &[1, 2, 3], 3);
-    wait_until("no replica lags", WAIT, || {
-        let s = status(&nodes[0]).unwrap_or_default();
-        s["shards"].as_array().cloned().unwrap_or_default().iter().all(|sh| sh["here"]["lag"].as_object().is_none_or(|lag| lag.values().all(|v| v == 0)))
-    });
+    wait_until("no replica lags", WAIT, || no_lag(&nodes[0]));
     for n in &nodes {
         n.assert_no_panic();
     }
@@ -382,6 +385,14 @@ impl Traffic {
     }
 }
 
+/// Asserts that every visitor [`Traffic::start`] put on node `node` (1-based) logged
+/// in again (on another node, or on it once it was back).
+pub(crate) fn assert_logged_in_again(written: &[Written], node: usize) {
+    for (v, w) in written.iter().enumerate().filter(|(v, _)| v % 3 == node - 1) {
+        assert!(w.logins >= 2, "visitor {v}, connected to node {node}, logged in again: {}", w.logins);
+    }
+}
+
 /// What visitor `v` wrote, in order.
 fn expected(v: usize, w: &Written) -> Vec<String> {
     (1..=w.sent).map(|i| format!("v{v}-m{i}")).collect()
@@ -472,9 +483,7 @@ async fn a_kill_9_under_traffic_loses_and_repeats_no_accepted_message() {
     wait_settled("node 2 is back", &nodes[1], &nodes, &[1, 2, 3], 3);
     traffic.goes_on("traffic goes on with node 2 back", 100);
     let written = traffic.stop().await;
-    for (v, w) in written.iter().enumerate().filter(|(v, _)| v % 3 == 1) {
-        assert!(w.logins >= 2, "visitor {v}, connected to node 2, logged in again elsewhere: {}", w.logins);
-    }
+    assert_logged_in_again(&written, 2);
     assert_read_back(&nodes[0], &tenant, &written);
     for n in &nodes {
         n.assert_no_panic();
