@@ -145,8 +145,12 @@ impl Store {
         if let Some(handle) = handle {
             let _ = handle.join();
         }
-        // No flush or compaction may still run in RocksDB's own threads when the
-        // process exits (its static state is torn down under them).
+        // Everything written so far (the raft groups' unsynced state-machine writes
+        // too) reaches the disk, and no flush or compaction still runs in RocksDB's
+        // own threads when the process exits.
+        if let Err(e) = self.db.flush_wal(true) {
+            tracing::warn!(error = %e, "syncing the WAL at shutdown");
+        }
         self.db.cancel_all_background_work(true);
     }
 
