@@ -74,7 +74,7 @@ fn group_commit(c: &mut Criterion) {
     let mut g = c.benchmark_group("group_commit_append");
     g.sample_size(10);
     for batch in [1usize, 10, 100, 1000] {
-        let store = Arc::new(Store::open(&dir.path().join(format!("b{batch}")), StoreOptions { max_batch_ops: batch, sync: true }, Arc::new(NoListener)).unwrap());
+        let store = Arc::new(Store::open(&dir.path().join(format!("b{batch}")), StoreOptions { max_batch_ops: batch, sync: true, node: 0 }, Arc::new(NoListener)).unwrap());
         let mut next = 0u64;
         g.throughput(Throughput::Elements(batch as u64));
         g.bench_function(BenchmarkId::new("fsync_batch", batch), |b| {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use switchboard_protocol::auth::secret_digest;
 use switchboard_protocol::FrameCodec;
 use crate::cluster::log::{ClusterCommits, ClusterLog};
+use crate::cluster::records::RecordPipeline;
 use crate::cluster::{ClusterConfig, ClusterNode, PeerHandler, PeerListener, TcpTransport};
 use switchboard_raft_store::raft::{NodeAddr, RaftDb, ShardListener};
 use switchboard_raft_store::{CommitListener, ConversationLog, Store, StoreOptions};
@@ -125,7 +126,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
     let push_after_ms = config.push_after_secs as u64 * 1000;
     let dispatcher = Arc::new(Dispatcher::new(directory.clone(), registry.clone(), FrameCodec::new(config.max_frame_len), push_tx, push_after_ms));
     let db_path: PathBuf = config.data_dir.join("db");
-    let store = Store::open(&db_path, StoreOptions { max_batch_ops: config.store_max_batch_ops, sync: true }, dispatcher.clone())
+    let store = Store::open(&db_path, StoreOptions { max_batch_ops: config.store_max_batch_ops, sync: true, node: config.node_id }, dispatcher.clone())
         .with_context(|| format!("opening store {}", db_path.display()))?;
     let store = Arc::new(store);
     // The client listener is bound first: the node table advertises its address, so
@@ -179,6 +180,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningNode> {
 
     let webhooks = WebhookWorker::start(ctx.clone(), push_rx).context("starting the webhook worker")?;
     let (stop, stop_rx) = watch::channel(false);
+    cluster.runtime.spawn(crate::cluster::takeover::run(ctx.clone(), cluster.node.clone(), stop_rx.clone()));
     actix_rt::spawn(tcp::accept_loop(tcp_listener, ctx.clone(), workers.clone(), stop_rx.clone()));
     actix_rt::spawn(quic::accept_loop(quic_endpoint, ctx.clone(), workers.clone(), stop_rx.clone()));
     let upkeep = metrics.clone();
@@ -290,6 +292,9 @@ async fn start_groups(config: &Config, store: &Arc<Store>, listener: Arc<dyn Com
         tracing::warn!(configured = config.shards, stored = shards, "the cluster was created with a different shard count; using the stored one");
     }
     let log: Arc<dyn ConversationLog> = Arc::new(ClusterLog::new(node.clone(), runtime.clone(), shards, commits));
+    // From here on a tenant's records are replicated through its shard before the
+    // store writes them, so another node can take the tenant over.
+    store.set_replicator(Arc::new(RecordPipeline::new(node.clone(), runtime.clone(), shards)));
     Ok((node, peer_listener, dialer, log))
 }
 

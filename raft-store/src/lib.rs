@@ -34,7 +34,7 @@ pub use records::{
     AgentRecord, AgentTokenRecord, BotRecord, BusinessHours, ChannelRecord, ConversationRecord, DayHours, GroupRecord, KnowledgeRecord, MenuItemRecord, OutboxRecord, RatingRecord, Strategy,
     TenantRecord, VisitorProfileRecord, WebhookEvent, WebhookRecord,
 };
-pub use store::{Store, StoreOptions};
+pub use store::{node_scoped, RecordReplicator, Store, StoreOptions};
 pub use switchboard_protocol::ChatMessage;
 
 /// Names of the metrics this crate records (described and bucketed by the broker).

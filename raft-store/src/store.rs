@@ -13,7 +13,8 @@ use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, DB};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use crate::raft::{RecordSpace, RecordWrite};
 use std::thread::JoinHandle;
 use switchboard_protocol::{ChatMessage, ConversationId, InternalNote, PageView, Participant, QuickReply, TenantId, VisitorId};
 use tokio::sync::oneshot;
@@ -25,11 +26,14 @@ pub struct StoreOptions {
     pub max_batch_ops: usize,
     /// fsync each batch before acknowledging (turn off only in throwaway tests).
     pub sync: bool,
+    /// The node's id (1-255), put in every id the store hands out, so ids of
+    /// different nodes never collide when a tenant moves; 0 puts nothing.
+    pub node: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { max_batch_ops: 4096, sync: true }
+        StoreOptions { max_batch_ops: 4096, sync: true, node: 0 }
     }
 }
 
@@ -71,6 +75,21 @@ impl IdKind {
     }
 }
 
+/// `n`, the `n`th id of a node's counter, made unique across nodes: bits 32-39 hold
+/// the node id, the counter's low 32 bits stay below them and its higher bits go
+/// above (ids stay under 2^53, exact in JSON numbers).
+pub fn node_scoped(node: u64, n: u64) -> u64 {
+    ((n >> 32) << 40) | ((node & 0xff) << 32) | (n & 0xffff_ffff)
+}
+
+/// Makes a tenant's record writes durable on the nodes that could take the tenant
+/// over, before the store writes them locally (the cluster's record pipeline).
+pub trait RecordReplicator: Send + Sync + 'static {
+    /// Replicates `writes` of `tenant`, then calls `done` with the outcome. Writes of
+    /// one tenant complete in the order they were handed in.
+    fn replicate(&self, tenant: TenantId, writes: Vec<RecordWrite>, done: Box<dyn FnOnce(Result<(), StoreError>) + Send>);
+}
+
 /// Resolves when a write is durable.
 pub type Durable<T> = oneshot::Receiver<Result<T, StoreError>>;
 
@@ -98,6 +117,7 @@ pub struct Store {
     next_conversation: AtomicU64,
     /// Orders records written in the same millisecond (notes, page views).
     order: AtomicU64,
+    replicator: Arc<OnceLock<Arc<dyn RecordReplicator>>>,
 }
 
 impl Store {
@@ -106,7 +126,8 @@ impl Store {
         let db = Arc::new(open_db(path, &ALL_CFS)?);
         let max_conv = read_counter(&db, counters::CONVERSATION)?;
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(db.clone(), rx, listener, options);
+        let replicator = Arc::new(OnceLock::new());
+        let writer = Writer::new(db.clone(), rx, listener, options, replicator.clone());
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run())
@@ -117,6 +138,7 @@ impl Store {
             writer: Mutex::new(Some(handle)),
             next_conversation: AtomicU64::new(max_conv + 1),
             order: AtomicU64::new(0),
+            replicator,
         })
     }
 
@@ -129,6 +151,20 @@ impl Store {
         // If the writer is gone the op (and its reply sender) is dropped, and the
         // caller's future resolves to `StoreError::Closed`.
         let _ = self.tx.send(op);
+    }
+
+    /// From now on, a tenant's directory and conversation records are replicated
+    /// through `replicator` before they are written here (set once; later calls do
+    /// nothing).
+    pub fn set_replicator(&self, replicator: Arc<dyn RecordReplicator>) {
+        let _ = self.replicator.set(replicator);
+    }
+
+    /// Writes records of a tenant taken over from another node, as replicated, here
+    /// only.
+    pub fn restore_records(&self, writes: Vec<RecordWrite>) -> Durable<()> {
+        let puts = writes.into_iter().map(|w| Put { cf: space_cf(w.space), key: w.key, value: w.value }).collect();
+        self.put_with_events(None, puts, None, Vec::new())
     }
 
     /// Waits until every write submitted before it is durable.
@@ -164,7 +200,7 @@ impl Store {
     /// The visitor id of a tenant's verified user, created on first use.
     pub fn resolve_verified_visitor(&self, tenant: TenantId, user_id: &str) -> Durable<VisitorId> {
         let (reply, rx) = oneshot::channel();
-        self.send(WriteOp::ResolveVisitor { key: verified_visitor_key(tenant, user_id), reply });
+        self.send(WriteOp::ResolveVisitor { tenant, key: verified_visitor_key(tenant, user_id), reply });
         rx
     }
 
@@ -173,19 +209,42 @@ impl Store {
         ConversationId(self.next_conversation.fetch_add(1, Ordering::Relaxed))
     }
 
-    fn put(&self, puts: Vec<Put>, bump: Option<(&'static str, u64)>) -> Durable<()> {
-        self.put_with_events(puts, bump, Vec::new())
+    /// Writes `tenant`'s records (replicated first, once a replicator is set).
+    fn put(&self, tenant: TenantId, puts: Vec<Put>, bump: Option<(&'static str, u64)>) -> Durable<()> {
+        self.put_with_events(Some(tenant), puts, bump, Vec::new())
     }
 
-    fn put_with_events(&self, puts: Vec<Put>, bump: Option<(&'static str, u64)>, events: Vec<(TenantId, WebhookEvent)>) -> Durable<()> {
+    /// Writes `puts` (of `tenant`: replicated first, once a replicator is set; `None`:
+    /// here only) with `events` queued in the outbox, in one batch.
+    fn put_with_events(&self, tenant: Option<TenantId>, puts: Vec<Put>, bump: Option<(&'static str, u64)>, events: Vec<(TenantId, WebhookEvent)>) -> Durable<()> {
         let (reply, rx) = oneshot::channel();
-        self.send(WriteOp::Put { puts, bump, events, reply });
+        let writes: Vec<RecordWrite> = puts
+            .iter()
+            .filter_map(|p| record_space(p.cf).map(|space| RecordWrite { space, key: p.key.clone(), value: p.value.clone() }))
+            .collect();
+        let op = WriteOp::Put { puts, bump, events, reply };
+        match (tenant, self.replicator.get()) {
+            (Some(tenant), Some(replicator)) if !writes.is_empty() => {
+                let tx = self.tx.clone();
+                replicator.replicate(
+                    tenant,
+                    writes,
+                    Box::new(move |done| match (done, op) {
+                        // If the writer is gone, `op` is dropped and the caller sees Closed.
+                        (Ok(()), op) => drop(tx.send(op)),
+                        (Err(e), WriteOp::Put { reply, .. }) => drop(reply.send(Err(e))),
+                        (Err(_), _) => {}
+                    }),
+                );
+            }
+            _ => self.send(op),
+        }
         rx
     }
 
     /// Queues webhook events durably (each gets the next event id).
     pub fn enqueue_events(&self, events: Vec<(TenantId, WebhookEvent)>) -> Durable<()> {
-        self.put_with_events(Vec::new(), None, events)
+        self.put_with_events(None, Vec::new(), None, events)
     }
 
     /// Pending webhook events, oldest first.
@@ -210,7 +269,7 @@ impl Store {
         if delivered {
             puts.push(Put { cf: CF_OUTBOX, key: outbox_key(false, record.id).to_vec(), value: None });
         }
-        self.put(puts, None)
+        self.put_with_events(None, puts, None, Vec::new())
     }
 
     /// Writes a rating durably (a later rating of the same conversation replaces it),
@@ -218,7 +277,7 @@ impl Store {
     pub fn put_rating(&self, record: &RatingRecord, webhook: bool) -> Durable<()> {
         let put = Put { cf: CF_DIRECTORY, key: rating_key(record.tenant, record.conversation), value: Some(records::encode(record)) };
         let events = if webhook { vec![(record.tenant, WebhookEvent::RatingSubmitted { rating: record.clone() })] } else { Vec::new() };
-        self.put_with_events(vec![put], None, events)
+        self.put_with_events(Some(record.tenant), vec![put], None, events)
     }
 
     /// A tenant's ratings.
@@ -231,7 +290,7 @@ impl Store {
     /// Writes an internal note durably.
     pub fn put_note(&self, tenant: TenantId, conversation: ConversationId, note: &InternalNote) -> Durable<()> {
         let key = note_key(tenant, conversation, note.at_ms, self.order.fetch_add(1, Ordering::Relaxed));
-        self.put(vec![Put { cf: CF_DIRECTORY, key, value: Some(records::encode(note)) }], None)
+        self.put(tenant, vec![Put { cf: CF_DIRECTORY, key, value: Some(records::encode(note)) }], None)
     }
 
     /// A conversation's internal notes, oldest first. Blocking.
@@ -243,7 +302,7 @@ impl Store {
     pub fn put_quick_reply(&self, tenant: TenantId, reply: &QuickReply) -> Durable<()> {
         let key = quick_reply_key(tenant, reply.agent, reply.id);
         let value = (!reply.body.is_empty()).then(|| records::encode(reply));
-        self.put(vec![Put { cf: CF_DIRECTORY, key, value }], None)
+        self.put(tenant, vec![Put { cf: CF_DIRECTORY, key, value }], None)
     }
 
     /// Every quick reply of every tenant, with its tenant.
@@ -257,12 +316,12 @@ impl Store {
 
     /// Writes a channel's group mapping durably.
     pub fn put_channel(&self, record: &ChannelRecord) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: channel_key(record.tenant, &record.channel), value: Some(records::encode(record)) }], None)
+        self.put(record.tenant, vec![Put { cf: CF_DIRECTORY, key: channel_key(record.tenant, &record.channel), value: Some(records::encode(record)) }], None)
     }
 
     /// Removes a channel's group mapping durably.
     pub fn delete_channel(&self, tenant: TenantId, channel: &str) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: channel_key(tenant, channel), value: None }], None)
+        self.put(tenant, vec![Put { cf: CF_DIRECTORY, key: channel_key(tenant, channel), value: None }], None)
     }
 
     /// Every tenant's channels.
@@ -272,7 +331,7 @@ impl Store {
 
     /// Writes a tenant's webhook settings durably.
     pub fn put_webhook(&self, record: &WebhookRecord) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: webhook_key(record.tenant), value: Some(records::encode(record)) }], None)
+        self.put(record.tenant, vec![Put { cf: CF_DIRECTORY, key: webhook_key(record.tenant), value: Some(records::encode(record)) }], None)
     }
 
     /// Every tenant's webhook settings.
@@ -286,7 +345,7 @@ impl Store {
         let mut index_key = visitor_conversations_prefix(record.tenant, record.visitor);
         index_key.extend_from_slice(&record.id.0.to_be_bytes());
         let index = Put { cf: CF_DIRECTORY, key: index_key, value: Some(Vec::new()) };
-        self.put_with_events(vec![put, index], Some((counters::CONVERSATION, record.id.0)), events)
+        self.put_with_events(Some(record.tenant), vec![put, index], Some((counters::CONVERSATION, record.id.0)), events)
     }
 
     /// A visitor's conversations, newest first, at most `limit`. Blocking.
@@ -308,7 +367,7 @@ impl Store {
         let mut key = trail_prefix(tenant, visitor);
         key.extend_from_slice(&view.at_ms.to_be_bytes());
         key.extend_from_slice(&self.order.fetch_add(1, Ordering::Relaxed).to_be_bytes());
-        self.put(vec![Put { cf: CF_DIRECTORY, key, value: Some(records::encode(view)) }], None)
+        self.put(tenant, vec![Put { cf: CF_DIRECTORY, key, value: Some(records::encode(view)) }], None)
     }
 
     /// A visitor's most recent page views, oldest first, at most `limit`. Blocking.
@@ -326,6 +385,7 @@ impl Store {
     /// Writes a tenant and its API key digest durably.
     pub fn put_tenant(&self, record: &TenantRecord) -> Durable<()> {
         self.put(
+            record.id,
             vec![
                 Put { cf: CF_DIRECTORY, key: tenant_key(record.id), value: Some(records::encode(record)) },
                 Put { cf: CF_DIRECTORY, key: api_key_key(&record.api_key_digest), value: Some(record.id.0.to_be_bytes().to_vec()) },
@@ -336,12 +396,12 @@ impl Store {
 
     /// Writes an agent durably.
     pub fn put_agent(&self, record: &AgentRecord) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: agent_key(record.tenant, record.id), value: Some(records::encode(record)) }], None)
+        self.put(record.tenant, vec![Put { cf: CF_DIRECTORY, key: agent_key(record.tenant, record.id), value: Some(records::encode(record)) }], None)
     }
 
     /// Writes a skill group durably.
     pub fn put_group(&self, record: &GroupRecord) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: group_key(record.tenant, record.id), value: Some(records::encode(record)) }], None)
+        self.put(record.tenant, vec![Put { cf: CF_DIRECTORY, key: group_key(record.tenant, record.id), value: Some(records::encode(record)) }], None)
     }
 
     /// Every skill group of every tenant.
@@ -351,7 +411,7 @@ impl Store {
 
     /// Writes a tenant's bot settings durably.
     pub fn put_bot(&self, record: &BotRecord) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: bot_key(record.tenant), value: Some(records::encode(record)) }], None)
+        self.put(record.tenant, vec![Put { cf: CF_DIRECTORY, key: bot_key(record.tenant), value: Some(records::encode(record)) }], None)
     }
 
     /// Every tenant's bot settings.
@@ -361,7 +421,7 @@ impl Store {
 
     /// Writes a knowledge-base entry durably.
     pub fn put_knowledge(&self, record: &KnowledgeRecord) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: knowledge_key(record.tenant, record.id), value: Some(records::encode(record)) }], None)
+        self.put(record.tenant, vec![Put { cf: CF_DIRECTORY, key: knowledge_key(record.tenant, record.id), value: Some(records::encode(record)) }], None)
     }
 
     /// Every knowledge-base entry of every tenant.
@@ -371,7 +431,7 @@ impl Store {
 
     /// Writes a visitor profile durably.
     pub fn put_profile(&self, record: &VisitorProfileRecord) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: profile_key(record.tenant, record.visitor), value: Some(records::encode(record)) }], None)
+        self.put(record.tenant, vec![Put { cf: CF_DIRECTORY, key: profile_key(record.tenant, record.visitor), value: Some(records::encode(record)) }], None)
     }
 
     /// Every visitor profile.
@@ -381,7 +441,7 @@ impl Store {
 
     /// Writes an agent token (by digest) durably.
     pub fn put_agent_token(&self, digest: &[u8; 32], record: &AgentTokenRecord) -> Durable<()> {
-        self.put(vec![Put { cf: CF_DIRECTORY, key: agent_token_key(digest), value: Some(records::encode(record)) }], None)
+        self.put(record.tenant, vec![Put { cf: CF_DIRECTORY, key: agent_token_key(digest), value: Some(records::encode(record)) }], None)
     }
 
     fn scan_prefix<T>(&self, cf: &'static str, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
@@ -434,6 +494,22 @@ impl Store {
         self.db
             .cf_handle(name)
             .ok_or(StoreError::Corrupt { what: "column family", reason: format!("{name} missing") })
+    }
+}
+
+/// The replicated space of a column family (`None`: not a tenant record).
+fn record_space(cf: &str) -> Option<RecordSpace> {
+    match cf {
+        CF_DIRECTORY => Some(RecordSpace::Directory),
+        CF_CONVERSATIONS => Some(RecordSpace::Conversations),
+        _ => None,
+    }
+}
+
+fn space_cf(space: RecordSpace) -> &'static str {
+    match space {
+        RecordSpace::Directory => CF_DIRECTORY,
+        RecordSpace::Conversations => CF_CONVERSATIONS,
     }
 }
 

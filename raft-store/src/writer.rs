@@ -8,7 +8,9 @@ use crate::keys::*;
 use crate::log::{Answer, AppendOutcome, AppendRequest, CommitListener, Committed};
 use crate::metric_names;
 use crate::records;
-use crate::store::{counters, StoreOptions};
+use crate::raft::{RecordSpace, RecordWrite};
+use crate::store::{counters, node_scoped, RecordReplicator, StoreOptions};
+use std::sync::OnceLock;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -39,7 +41,7 @@ pub(crate) enum WriteOp {
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
     AllocateId { counter: &'static str, reply: oneshot::Sender<Result<u64, StoreError>> },
-    ResolveVisitor { key: Vec<u8>, reply: oneshot::Sender<Result<VisitorId, StoreError>> },
+    ResolveVisitor { tenant: TenantId, key: Vec<u8>, reply: oneshot::Sender<Result<VisitorId, StoreError>> },
     Barrier { reply: oneshot::Sender<Result<(), StoreError>> },
     Shutdown,
 }
@@ -58,11 +60,12 @@ enum Reply {
     Append { reply: AppendReply, outcome: AppendOutcome, origin: u64, conversation: ConversationId, client_msg_id: u64 },
     Unit(oneshot::Sender<Result<(), StoreError>>),
     Id(oneshot::Sender<Result<u64, StoreError>>, u64),
-    Visitor(oneshot::Sender<Result<VisitorId, StoreError>>, VisitorId),
+    /// A verified visitor: the new mapping to replicate, if it was created.
+    Visitor(oneshot::Sender<Result<VisitorId, StoreError>>, VisitorId, Option<(TenantId, Vec<u8>)>),
 }
 
 impl Reply {
-    fn complete(self, result: Result<(), &StoreError>, answers: &mut Vec<Answer>) {
+    fn complete(self, result: Result<(), &StoreError>, answers: &mut Vec<Answer>, replicator: Option<&Arc<dyn RecordReplicator>>) {
         let fail = |e: &StoreError| StoreError::WriteFailed { reason: e.to_string() };
         match self {
             Reply::Append { reply: AppendReply::Future(tx), outcome, .. } => drop(tx.send(result.map(|_| outcome).map_err(fail))),
@@ -73,7 +76,15 @@ impl Reply {
             },
             Reply::Unit(tx) => drop(tx.send(result.map_err(fail))),
             Reply::Id(tx, id) => drop(tx.send(result.map(|_| id).map_err(fail))),
-            Reply::Visitor(tx, v) => drop(tx.send(result.map(|_| v).map_err(fail))),
+            // A new mapping is answered once it is replicated too, so another node
+            // taking the tenant over maps the user to the same visitor.
+            Reply::Visitor(tx, v, Some((tenant, key))) if result.is_ok() && replicator.is_some() => {
+                let write = RecordWrite { space: RecordSpace::Directory, key, value: Some(v.0.to_be_bytes().to_vec()) };
+                if let Some(r) = replicator {
+                    r.replicate(tenant, vec![write], Box::new(move |done| drop(tx.send(done.map(|_| v)))));
+                }
+            }
+            Reply::Visitor(tx, v, _) => drop(tx.send(result.map(|_| v).map_err(fail))),
         }
     }
 }
@@ -105,6 +116,8 @@ pub(crate) struct Writer {
     counters: HashMap<&'static str, u64>,
     /// Next id to hand out from each counter's leased block.
     leased: HashMap<&'static str, u64>,
+    /// Where tenants' new records are replicated, once the cluster is up.
+    replicator: Arc<OnceLock<Arc<dyn RecordReplicator>>>,
 }
 
 /// Ids leased per durable counter write.
@@ -122,8 +135,14 @@ struct Overlay {
 }
 
 impl Writer {
-    pub(crate) fn new(db: Arc<DB>, rx: Receiver<WriteOp>, listener: Arc<dyn CommitListener>, options: StoreOptions) -> Self {
-        Writer { db, rx, listener, options, last_seq: HashMap::new(), counters: HashMap::new(), leased: HashMap::new() }
+    pub(crate) fn new(
+        db: Arc<DB>,
+        rx: Receiver<WriteOp>,
+        listener: Arc<dyn CommitListener>,
+        options: StoreOptions,
+        replicator: Arc<OnceLock<Arc<dyn RecordReplicator>>>,
+    ) -> Self {
+        Writer { db, rx, listener, options, last_seq: HashMap::new(), counters: HashMap::new(), leased: HashMap::new(), replicator }
     }
 
     pub(crate) fn run(mut self) {
@@ -227,14 +246,15 @@ impl Writer {
         let mut futures = Vec::new();
         for r in appends {
             match r {
-                Reply::Append { reply: AppendReply::Listener, .. } => r.complete(result, &mut answers),
+                Reply::Append { reply: AppendReply::Listener, .. } => r.complete(result, &mut answers, None),
                 other => futures.push(other),
             }
         }
         if !answers.is_empty() {
             self.listener.answered(&answers);
         }
-        futures.into_iter().chain(others).for_each(|r| r.complete(result, &mut unused));
+        let replicator = self.replicator.get();
+        futures.into_iter().chain(others).for_each(|r| r.complete(result, &mut unused, replicator));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -345,12 +365,12 @@ impl Writer {
                 replies.push(Reply::Unit(reply));
             }
             WriteOp::AllocateId { counter, reply } => match self.allocate(overlay, batch, counter) {
-                Ok(id) => replies.push(Reply::Id(reply, id)),
+                Ok(id) => replies.push(Reply::Id(reply, node_scoped(self.options.node, id))),
                 Err(e) => return Err((WriteOp::AllocateId { counter, reply }, e)),
             },
-            WriteOp::ResolveVisitor { key, reply } => {
+            WriteOp::ResolveVisitor { tenant, key, reply } => {
                 if let Some(v) = overlay.visitors.get(&key) {
-                    replies.push(Reply::Visitor(reply, *v));
+                    replies.push(Reply::Visitor(reply, *v, None));
                     return Ok(());
                 }
                 let existing = cf(&self.db, CF_DIRECTORY)
@@ -360,15 +380,16 @@ impl Writer {
                     Ok(Some(id)) => drop(reply.send(Ok(VisitorId(id)))),
                     Ok(None) => match self.allocate(overlay, batch, counters::VISITOR) {
                         Ok(id) => {
+                            let id = node_scoped(self.options.node, id);
                             if let Ok(c) = cf(&self.db, CF_DIRECTORY) {
                                 batch.put_cf(c, &key, id.to_be_bytes());
                             }
-                            overlay.visitors.insert(key, VisitorId(id));
-                            replies.push(Reply::Visitor(reply, VisitorId(id)));
+                            overlay.visitors.insert(key.clone(), VisitorId(id));
+                            replies.push(Reply::Visitor(reply, VisitorId(id), Some((tenant, key))));
                         }
-                        Err(e) => return Err((WriteOp::ResolveVisitor { key, reply }, e)),
+                        Err(e) => return Err((WriteOp::ResolveVisitor { tenant, key, reply }, e)),
                     },
-                    Err(e) => return Err((WriteOp::ResolveVisitor { key, reply }, e)),
+                    Err(e) => return Err((WriteOp::ResolveVisitor { tenant, key, reply }, e)),
                 }
             }
             WriteOp::Barrier { reply } => replies.push(Reply::Unit(reply)),

@@ -10,15 +10,21 @@
 //!   fault injection for tests; [`tcp`] is the link between processes; [`network`]
 //!   adapts either to openraft.
 //! - [`rpc`] lists what nodes say to each other.
-//! - [`tenants`]: each tenant's home node, recorded in the control plane.
+//! - [`tenants`]: each tenant's home node, recorded in the control plane;
+//!   [`records`] replicates a tenant's records through its shard; `homes` moves
+//!   the tenants of a node that stopped answering, and [`takeover`] serves them on
+//!   their new home.
 
 mod admin;
+mod homes;
 pub mod log;
 pub mod network;
 pub mod node;
+pub mod records;
 pub mod rpc;
 mod serve;
 pub mod status;
+pub mod takeover;
 pub mod tcp;
 pub mod tenants;
 pub mod transport;

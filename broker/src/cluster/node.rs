@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard_raft_store::raft::{
     group_shard, placement, shard_group, ClusterMeta, ControlCommand, ControlConfig, ControlLogic, ControlReader, ControlResponse, NodeAddr, NodeId,
-    NodeRecord, NodeState, RaftDb, ShardCommand, ShardConfig, ShardListener, ShardLogic, ShardReader, ShardRecord, ShardResponse, CONTROL_GROUP,
+    NodeRecord, NodeState, RaftDb, ShardCommand, ShardConfig, ShardListener, ShardLogic, ShardReader, ShardRecord, ShardResponse, TenantPlacement, CONTROL_GROUP,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -109,7 +109,7 @@ pub struct ClusterNode {
     pub(super) transport: Arc<dyn PeerTransport>,
     raft_config: Arc<Config>,
     pub(super) control: Raft<ControlConfig>,
-    control_changes: watch::Receiver<u64>,
+    pub(super) control_changes: watch::Receiver<u64>,
     tables: ControlReader,
     shards: DashMap<u32, ShardReplica>,
     opening: tokio::sync::Mutex<()>,
@@ -120,9 +120,10 @@ pub struct ClusterNode {
     /// Handing its leaderships off before stopping: claims none.
     pub(super) leaving: std::sync::atomic::AtomicBool,
     listener: Mutex<Option<Arc<dyn ShardListener>>>,
-    /// Tenant homes read from the control plane (placements never change).
-    pub(super) tenant_homes: DashMap<u64, NodeId>,
-    stop: watch::Sender<bool>,
+    /// Tenant placements read from the control plane, with the tables' change count
+    /// they were read at (valid until the tables change).
+    pub(super) tenant_homes: DashMap<u64, (u64, TenantPlacement)>,
+    pub(super) stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -199,8 +200,9 @@ impl ClusterNode {
         }
         let looping = node.clone();
         let handle = tokio::spawn(async move { looping.run().await });
+        let watching = tokio::spawn(node.clone().watch_homes());
         if let Ok(mut tasks) = node.tasks.lock() {
-            tasks.push(handle);
+            tasks.extend([handle, watching]);
         }
         Ok(node)
     }
@@ -218,6 +220,11 @@ impl ClusterNode {
     /// The control plane's raft group on this node.
     pub fn control(&self) -> &Raft<ControlConfig> {
         &self.control
+    }
+
+    /// Changes whenever the control plane's tables do.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.control_changes.clone()
     }
 
     /// The control plane's tables as applied on this node.

@@ -1,8 +1,9 @@
-//! Where tenants live. A tenant is served by the node that created it (its home):
-//! its directory records, its router and its sessions are there. The control plane
-//! records every tenant's home and hands out tenant ids, so ids are unique across
-//! the cluster and every node can forward a tenant's clients to its home
-//! (`session::forward`).
+//! Where tenants live. A tenant is served by one node at a time, its home (first
+//! the node that created it): its directory records, its router and its sessions
+//! are there. The control plane records every tenant's home and hands out tenant
+//! ids, so ids are unique across the cluster and every node can forward a tenant's
+//! clients to its home (`session::forward`). A home that stops answering is
+//! replaced (`cluster::homes`), and the placement's epoch goes up with each move.
 //!
 //! Secrets that clients and callers present carry their tenant in front
 //! (`TENANT.SECRET`), so a node can tell where to forward an agent's login or where
@@ -14,7 +15,7 @@ use super::rpc::{PeerRequest, PeerResponse, WriteError};
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_protocol::{Auth, TenantId};
-use switchboard_raft_store::raft::{ControlCommand, ControlResponse, NodeId};
+use switchboard_raft_store::raft::{ControlCommand, ControlResponse, NodeId, TenantPlacement};
 use switchboard_raft_store::StoreError;
 
 /// A tenant served by another node.
@@ -24,6 +25,20 @@ pub struct RemoteHome {
     pub node: NodeId,
     /// Its client (TCP) address, as it advertises it.
     pub client_addr: String,
+}
+
+/// Where a tenant is served, as far as this node can tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Home {
+    /// Here, at this placement epoch.
+    Here {
+        /// The placement's epoch (0: never moved).
+        epoch: u64,
+    },
+    /// On another node.
+    Remote(RemoteHome),
+    /// No node's tables place it.
+    Unknown,
 }
 
 impl ClusterNode {
@@ -40,23 +55,36 @@ impl ClusterNode {
     /// this node's tables do not place it. Reads RocksDB: call it off the actor
     /// threads.
     pub fn remote_home(&self, tenant: TenantId) -> Result<Option<RemoteHome>, StoreError> {
-        match self.tenant_home(tenant)? {
-            Some(home) => self.home_at(home),
+        match self.placement(tenant)? {
+            Some(p) => self.home_at(p.home),
             None => Ok(None),
         }
     }
 
-    /// The home of `tenant` as this node's tables place it (placements never change,
-    /// so they are remembered).
-    fn tenant_home(&self, tenant: TenantId) -> Result<Option<NodeId>, StoreError> {
-        if let Some(home) = self.tenant_homes.get(&tenant.0) {
-            return Ok(Some(*home));
+    /// `tenant`'s placement if read since the tables last changed (no I/O).
+    fn cached_placement(&self, tenant: TenantId) -> Option<TenantPlacement> {
+        let version = *self.control_changes.borrow();
+        self.tenant_homes.get(&tenant.0).filter(|c| c.0 == version).map(|c| c.1)
+    }
+
+    /// `tenant`'s placement as this node's tables have it. Remembered until the
+    /// tables next change.
+    pub fn placement(&self, tenant: TenantId) -> Result<Option<TenantPlacement>, StoreError> {
+        if let Some(p) = self.cached_placement(tenant) {
+            return Ok(Some(p));
         }
-        let home = self.tables().tenant_home(tenant.0)?;
-        if let Some(home) = home {
-            self.tenant_homes.insert(tenant.0, home);
+        let version = *self.control_changes.borrow();
+        let placement = self.tables().tenant_placement(tenant.0)?;
+        if let Some(p) = placement {
+            self.tenant_homes.insert(tenant.0, (version, p));
         }
-        Ok(home)
+        Ok(placement)
+    }
+
+    /// The epoch this node writes `tenant`'s records with: its placement's (0 for a
+    /// tenant not placed yet, as a new one is).
+    pub fn tenant_epoch(&self, tenant: TenantId) -> u64 {
+        self.placement(tenant).ok().flatten().map(|p| p.epoch).unwrap_or(0)
     }
 
     fn home_at(&self, home: NodeId) -> Result<Option<RemoteHome>, StoreError> {
@@ -66,26 +94,37 @@ impl ClusterNode {
         Ok(self.tables().nodes()?.into_iter().find(|n| n.id == home).map(|n| RemoteHome { node: home, client_addr: n.addr.client }))
     }
 
-    /// Like [`Self::remote_home`], but a tenant this node's tables do not place yet (it
-    /// was created a moment ago on another node) is asked of the control-plane
-    /// leader. `Err`: no leader answered, so nobody can tell now. Its reads of
-    /// RocksDB run on the blocking pool, so actors may await it.
-    pub async fn locate_tenant(self: &Arc<Self>, tenant: TenantId) -> Result<Option<RemoteHome>, String> {
-        let home = match self.off_thread(move |n| n.tenant_home(tenant)).await?.map_err(|e| e.to_string())? {
-            Some(home) => home,
+    /// Where `tenant` is served. A tenant this node's tables do not place yet (it was
+    /// created a moment ago on another node) is asked of the control-plane leader.
+    /// `Err`: no leader answered, so nobody can tell now. Its reads of RocksDB run on
+    /// the blocking pool, so actors may await it.
+    pub async fn locate_tenant(self: &Arc<Self>, tenant: TenantId) -> Result<Home, String> {
+        let cached = self.cached_placement(tenant);
+        if let Some(p) = cached.filter(|p| p.home == self.id()) {
+            return Ok(Home::Here { epoch: p.epoch });
+        }
+        let placement = match cached {
+            Some(p) => Some(p),
+            None => self.off_thread(move |n| n.placement(tenant)).await?.map_err(|e| e.to_string())?,
+        };
+        let (home, epoch) = match placement {
+            Some(p) => (p.home, p.epoch),
             None => match self.ask_leader_for_home(tenant).await? {
-                Some(home) => {
-                    self.tenant_homes.insert(tenant.0, home);
-                    home
-                }
-                None => return Ok(None),
+                Some(home) => (home, 0),
+                None => return Ok(Home::Unknown),
             },
         };
-        self.off_thread(move |n| n.home_at(home)).await?.map_err(|e| e.to_string())
+        if home == self.id() {
+            return Ok(Home::Here { epoch });
+        }
+        match self.off_thread(move |n| n.home_at(home)).await?.map_err(|e| e.to_string())? {
+            Some(remote) => Ok(Home::Remote(remote)),
+            None => Err(format!("node {home} serves tenant {} but is not in the node table", tenant.0)),
+        }
     }
 
     /// Runs `f` on the blocking pool.
-    async fn off_thread<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&ClusterNode) -> T + Send + 'static) -> Result<T, String> {
+    pub(super) async fn off_thread<T: Send + 'static>(self: &Arc<Self>, f: impl FnOnce(&ClusterNode) -> T + Send + 'static) -> Result<T, String> {
         let node = self.clone();
         tokio::task::spawn_blocking(move || f(&node)).await.map_err(|e| e.to_string())
     }

@@ -68,41 +68,47 @@ impl Directory {
     /// Loads everything from the store (start-up); `now_ms` decides which closed
     /// conversations are recent.
     pub fn load(store: &Store, log: &dyn ConversationLog, now_ms: u64) -> Result<Directory, StoreError> {
+        Self::load_where(store, log, now_ms, |_| true)
+    }
+
+    /// Loads what the store holds of the tenants `keep` accepts (a tenant taken over
+    /// from another node).
+    pub fn load_where(store: &Store, log: &dyn ConversationLog, now_ms: u64, keep: impl Fn(TenantId) -> bool) -> Result<Directory, StoreError> {
         let dir = Directory::default();
-        for t in store.tenants()? {
+        for t in store.tenants()?.into_iter().filter(|t| keep(t.id)) {
             dir.insert_tenant(t);
         }
-        for a in store.agents()? {
+        for a in store.agents()?.into_iter().filter(|a| keep(a.tenant)) {
             dir.agents.insert(a.id, a);
         }
-        for g in store.groups()? {
+        for g in store.groups()?.into_iter().filter(|g| keep(g.tenant)) {
             dir.groups.insert((g.tenant, g.id), g);
         }
-        for (tenant, q) in store.quick_replies()? {
+        for (tenant, q) in store.quick_replies()?.into_iter().filter(|(t, _)| keep(*t)) {
             dir.quick_replies.insert((tenant, q.id), q);
         }
-        for c in store.channels()? {
+        for c in store.channels()?.into_iter().filter(|c| keep(c.tenant)) {
             dir.channels.insert((c.tenant, c.channel.clone()), c);
         }
-        for w in store.webhooks()? {
+        for w in store.webhooks()?.into_iter().filter(|w| keep(w.tenant)) {
             dir.webhooks.insert(w.tenant, w);
         }
-        for p in store.profiles()? {
+        for p in store.profiles()?.into_iter().filter(|p| keep(p.tenant)) {
             dir.profiles.insert((p.tenant, p.visitor), p);
         }
-        for b in store.bots()? {
+        for b in store.bots()?.into_iter().filter(|b| keep(b.tenant)) {
             dir.bots.insert(b.tenant, b);
         }
-        for k in store.knowledge()? {
+        for k in store.knowledge()?.into_iter().filter(|k| keep(k.tenant)) {
             if !k.questions.is_empty() {
                 dir.knowledge.insert((k.tenant, k.id), k);
             }
         }
-        for (digest, rec) in store.agent_tokens()? {
+        for (digest, rec) in store.agent_tokens()?.into_iter().filter(|(_, r)| keep(r.tenant)) {
             dir.agent_tokens.insert(digest, rec);
         }
         let recent = now_ms.saturating_sub(RECENTLY_CLOSED_MS);
-        for c in store.conversations()? {
+        for c in store.conversations()?.into_iter().filter(|c| keep(c.tenant)) {
             if c.state != ConversationState::Closed {
                 let last_seq = log.last_seq(c.id)?;
                 dir.put_conversation(&c, last_seq);
@@ -157,6 +163,26 @@ impl Directory {
         for (k, v) in other.recently_closed {
             self.recently_closed.insert(k, v);
         }
+    }
+
+    /// Forgets everything of `tenant` (it is served by another node now).
+    pub fn remove_tenant(&self, tenant: TenantId) {
+        if let Some((_, t)) = self.tenants.remove(&tenant) {
+            self.api_keys.remove(&t.api_key_digest);
+        }
+        self.api_keys.retain(|_, t| *t != tenant);
+        self.agents.retain(|_, a| a.tenant != tenant);
+        self.agent_tokens.retain(|_, r| r.tenant != tenant);
+        self.groups.retain(|(t, _), _| *t != tenant);
+        self.bots.remove(&tenant);
+        self.knowledge.retain(|(t, _), _| *t != tenant);
+        self.profiles.retain(|(t, _), _| *t != tenant);
+        self.webhooks.remove(&tenant);
+        self.quick_replies.retain(|(t, _), _| *t != tenant);
+        self.conversations.retain(|_, c| c.record.tenant != tenant);
+        self.visitor_open.retain(|(t, _), _| *t != tenant);
+        self.recently_closed.remove(&tenant);
+        self.channels.retain(|(t, _), _| *t != tenant);
     }
 
     /// Adds or replaces a tenant.

@@ -69,6 +69,11 @@ impl Registry {
         self.by_conn.get(&conn).map(|r| r.clone())
     }
 
+    /// Every live session of `tenant`.
+    pub fn of_tenant(&self, tenant: TenantId) -> Vec<Recipient<SessionEvent>> {
+        self.by_identity.iter().filter(|e| e.key().0 == tenant).flat_map(|e| e.value().iter().map(|(_, r)| r.clone()).collect::<Vec<_>>()).collect()
+    }
+
     /// Every live session.
     pub fn all(&self) -> Vec<Recipient<SessionEvent>> {
         self.by_conn.iter().map(|r| r.value().clone()).collect()

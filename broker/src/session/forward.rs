@@ -9,7 +9,7 @@
 //! home's own slow-consumer rule applies.
 
 use super::outbound::Outbound;
-use crate::cluster::tenants::{tenant_of_auth, RemoteHome};
+use crate::cluster::tenants::{tenant_of_auth, Home, RemoteHome};
 use crate::context::Ctx;
 use crate::metrics;
 use bytes::Bytes;
@@ -22,16 +22,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bytes read from the home at a time.
 const CHUNK: usize = 16 * 1024;
 
-/// The home of the tenant `hello` logs in to, if it is another node. A tenant this
-/// node knows is served here without asking the control plane.
+/// The home of the tenant `hello` logs in to, if it is another node. `Err`: nobody
+/// can serve it right now (retry).
 pub(super) async fn remote_home(ctx: &Ctx, hello: &Hello) -> Result<Option<RemoteHome>, String> {
     let (Some(cluster), Some(tenant)) = (ctx.cluster.as_ref(), tenant_of_auth(&hello.auth)) else {
         return Ok(None);
     };
-    if ctx.directory.tenant(tenant).is_some() {
-        return Ok(None);
+    match cluster.locate_tenant(tenant).await.map_err(|e| format!("cannot tell which node serves tenant {} now: {e}", tenant.0))? {
+        Home::Remote(home) => Ok(Some(home)),
+        // Moved here, and not loaded yet.
+        Home::Here { epoch } if epoch > 0 && ctx.directory.tenant(tenant).is_none() => {
+            Err(format!("tenant {} is being taken over by this node; retry in a moment", tenant.0))
+        }
+        Home::Here { .. } | Home::Unknown => Ok(None),
     }
-    cluster.locate_tenant(tenant).await.map_err(|e| format!("cannot tell which node serves tenant {} now: {e}", tenant.0))
 }
 
 /// Relays the connection to `home` until either side ends or the node stops.

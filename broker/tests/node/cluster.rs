@@ -261,7 +261,7 @@ async fn a_node_drained_under_traffic_hands_over_its_replicas_and_is_removed() {
 pub(crate) struct Written {
     conversation: switchboard_protocol::ConversationId,
     sent: u64,
-    longest: Duration,
+    pub(crate) longest: Duration,
     pub(crate) logins: u64,
     /// The visitor's identity, to resume as the same visitor later.
     welcome: switchboard_protocol::Welcome,
@@ -398,8 +398,21 @@ fn expected(v: usize, w: &Written) -> Vec<String> {
     (1..=w.sent).map(|i| format!("v{v}-m{i}")).collect()
 }
 
-/// Every visitor's accepted messages read back through `node`, once each and in order.
-pub(crate) fn assert_read_back(node: &Node, tenant: &crate::support::Tenant, written: &[Written]) {
+/// The node serving `tenant` (its API answers there; the others answer 421), once
+/// one does.
+pub(crate) fn home_of<'a>(nodes: &'a [Node], tenant: &crate::support::Tenant) -> &'a Node {
+    let serves = |n: &Node| {
+        let url = n.url(&format!("/v1/tenants/{}/conversations", tenant.id.0));
+        ureq::get(&url).set("authorization", &format!("Bearer {}", tenant.api_key)).call().is_ok()
+    };
+    wait_until("a node serves the tenant", WAIT, || nodes.iter().any(serves));
+    nodes.iter().find(|n| serves(n)).expect("a node serves the tenant")
+}
+
+/// Every visitor's accepted messages read back through the node serving the tenant,
+/// once each and in order.
+pub(crate) fn assert_read_back(nodes: &[Node], tenant: &crate::support::Tenant, written: &[Written]) {
+    let node = home_of(nodes, tenant);
     for (v, w) in written.iter().enumerate() {
         assert_eq!(bodies(node, tenant, w.conversation), expected(v, w), "visitor {v}: every accepted message once, in order");
     }
@@ -429,7 +442,7 @@ async fn a_rolling_restart_under_traffic_loses_and_repeats_nothing_and_a_whole_c
     let written = traffic.stop().await;
     let logins: Vec<u64> = written.iter().map(|w| w.logins).collect();
     assert!(logins.iter().all(|l| *l >= 2), "node 1's restart made every visitor reconnect: {logins:?}");
-    assert_read_back(&nodes[0], &tenant, &written);
+    assert_read_back(&nodes, &tenant, &written);
 
     // Whole-cluster restart: all three stop, all three come back from their data dirs.
     for id in [3, 2, 1] {
@@ -442,9 +455,7 @@ async fn a_rolling_restart_under_traffic_loses_and_repeats_nothing_and_a_whole_c
     for n in &nodes {
         wait_settled("the restarted cluster has a leader for every shard", n, &nodes, &[1, 2, 3], 3);
     }
-    // (The tenant's records, and so its API, are on node 1 only; see
-    // docs/architecture.md.)
-    assert_read_back(&nodes[0], &tenant, &written);
+    assert_read_back(&nodes, &tenant, &written);
     // And deliverable: the visitor's device resuming from the start is sent it all
     // again, in order, by every node's log.
     let first = &written[0];
@@ -484,7 +495,7 @@ async fn a_kill_9_under_traffic_loses_and_repeats_no_accepted_message() {
     traffic.goes_on("traffic goes on with node 2 back", 100);
     let written = traffic.stop().await;
     assert_logged_in_again(&written, 2);
-    assert_read_back(&nodes[0], &tenant, &written);
+    assert_read_back(&nodes, &tenant, &written);
     for n in &nodes {
         n.assert_no_panic();
     }

@@ -8,6 +8,7 @@ mod bad_input;
 mod bot;
 mod chat;
 mod any_node;
+mod home_failover;
 mod cluster;
 mod durability;
 mod isolation;

@@ -126,7 +126,7 @@ settled(&nodes[0], &[1, 2, 3], 3) && no_lag(&nodes[0])
     let written = traffic.stop().await;
     // Cut off, node 3 could not serve its visitors: they had to log in again.
     assert_logged_in_again(&written, 3);
-    assert_read_back(&nodes[0], &tenant, &written);
+    assert_read_back(&nodes, &tenant, &written);
     for n in &nodes {
         n.assert_no_panic();
     }

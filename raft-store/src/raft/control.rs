@@ -78,8 +78,38 @@ pub struct ShardRecord {
 pub struct TenantPlacement {
     /// The tenant.
     pub tenant: u64,
-    /// The node that created it and keeps its directory, router and sessions.
+    /// The node that keeps its directory, router and sessions (first the one that
+    /// created it).
     pub home: NodeId,
+    /// Bumped on every move: the home writes the tenant's records with it, and a
+    /// shard refuses records written with an older one.
+    pub epoch: u64,
+}
+
+/// A placement as stored before tenants could move (no epoch).
+#[derive(Deserialize)]
+struct PlacementV1 {
+    tenant: u64,
+    home: NodeId,
+}
+
+/// Decodes a stored placement, either form.
+fn decode_placement(v: &[u8]) -> Result<TenantPlacement, StoreError> {
+    records::decode("tenant placement", v).or_else(|e| match records::decode::<PlacementV1>("tenant placement", v) {
+        Ok(old) => Ok(TenantPlacement { tenant: old.tenant, home: old.home, epoch: 0 }),
+        Err(_) => Err(e),
+    })
+}
+
+/// Moves a tenant whose home is `from` to `to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantMove {
+    /// The tenant.
+    pub tenant: u64,
+    /// Its home as the mover saw it (a tenant already moved elsewhere stays).
+    pub from: NodeId,
+    /// Its new home.
+    pub to: NodeId,
 }
 
 /// A write to the control plane.
@@ -130,6 +160,10 @@ pub enum ControlCommand {
         /// The lowest id it may get (above ids the node handed out on its own before).
         min_id: u64,
     },
+    /// Move tenants to new homes (their home stopped answering), bumping each one's
+    /// epoch. A move whose `from` is no longer the tenant's home, or whose `to` is not
+    /// in the node table, is skipped.
+    MoveTenants(Vec<TenantMove>),
 }
 
 /// The result of a [`ControlCommand`].
@@ -256,8 +290,21 @@ impl Logic<ControlConfig> for ControlLogic {
                     return Ok(ControlResponse::Rejected("tenant ids are exhausted".into()));
                 };
                 state.put(vec![tag::LAST_TENANT], tenant.to_be_bytes().to_vec());
-                state.put(tenant_key(tenant), records::encode(&TenantPlacement { tenant, home: *home }));
+                state.put(tenant_key(tenant), records::encode(&TenantPlacement { tenant, home: *home, epoch: 0 }));
                 ControlResponse::Tenant(tenant)
+            }
+            ControlCommand::MoveTenants(moves) => {
+                for m in moves {
+                    let Some(v) = state.get(&tenant_key(m.tenant))? else { continue };
+                    let mut placement = decode_placement(&v)?;
+                    if placement.home != m.from || get::<NodeRecord>(state, &node_key(m.to), "node")?.is_none() {
+                        continue;
+                    }
+                    placement.home = m.to;
+                    placement.epoch += 1;
+                    state.put(tenant_key(m.tenant), records::encode(&placement));
+                }
+                ControlResponse::Ok
             }
         })
     }
@@ -318,16 +365,30 @@ impl ControlReader {
         self.scan(tag::SHARD, "shard")
     }
 
-    /// The node serving `tenant`, if it was placed through the control plane.
-    pub fn tenant_home(&self, tenant: u64) -> Result<Option<NodeId>, StoreError> {
+    /// Where `tenant` is served, if it was placed through the control plane.
+    pub fn tenant_placement(&self, tenant: u64) -> Result<Option<TenantPlacement>, StoreError> {
         let cf = self.db.db().cf_handle(CF_RAFT_STATE).ok_or(StoreError::Closed)?;
         let value = self.db.db().get_cf(cf, group_key(CONTROL_GROUP, &tenant_key(tenant))).map_err(StoreError::rocks("read control plane"))?;
-        Ok(value.map(|v| records::decode::<TenantPlacement>("tenant placement", &v)).transpose()?.map(|p| p.home))
+        value.map(|v| decode_placement(&v)).transpose()
+    }
+
+    /// The node serving `tenant`, if it was placed through the control plane.
+    pub fn tenant_home(&self, tenant: u64) -> Result<Option<NodeId>, StoreError> {
+        Ok(self.tenant_placement(tenant)?.map(|p| p.home))
     }
 
     /// Every placed tenant, by id.
     pub fn tenants(&self) -> Result<Vec<TenantPlacement>, StoreError> {
-        self.scan(tag::TENANT, "tenant placement")
+        let cf = self.db.db().cf_handle(CF_RAFT_STATE).ok_or(StoreError::Closed)?;
+        let start = group_key(CONTROL_GROUP, &[tag::TENANT]);
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(group_key(CONTROL_GROUP, &[tag::TENANT + 1]));
+        let mut out = Vec::new();
+        for item in self.db.db().iterator_cf_opt(cf, opts, IteratorMode::From(&start, Direction::Forward)) {
+            let (_, v) = item.map_err(StoreError::rocks("read control plane"))?;
+            out.push(decode_placement(&v)?);
+        }
+        Ok(out)
     }
 }
 
@@ -358,9 +419,44 @@ mod tests {
         assert!(matches!(place(&logic, &mut state, 9, 1), ControlResponse::Rejected(why) if why.contains("no node 9")));
         let homes: Vec<(u64, NodeId)> = [1, 2, 10, 11].iter().map(|t| {
             let v = state.get(&tenant_key(*t)).expect("read").expect("placed");
-            let p: TenantPlacement = records::decode("tenant placement", &v).expect("decode");
+            let p = decode_placement(&v).expect("decode");
             (p.tenant, p.home)
         }).collect();
         assert_eq!(homes, vec![(1, 1), (2, 2), (10, 2), (11, 1)]);
+    }
+
+    #[test]
+    fn moving_tenants_bumps_their_epoch_and_skips_stale_moves() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = crate::store::open_db(dir.path(), &crate::keys::ALL_CFS).expect("open");
+        let logic = ControlLogic::default();
+        let mut state = Overlay::for_test(&db, CONTROL_GROUP);
+        let addr = NodeAddr { peer: "p".into(), client: "c".into() };
+        for id in [1, 2, 3] {
+            logic.apply(&mut state, &ControlCommand::PutNode(NodeRecord { id, addr: addr.clone(), state: NodeState::Active })).expect("apply");
+        }
+        assert_eq!(place(&logic, &mut state, 1, 1), ControlResponse::Tenant(1));
+        assert_eq!(place(&logic, &mut state, 1, 1), ControlResponse::Tenant(2));
+        // A placement stored before epochs existed still reads (epoch 0) and moves.
+        #[derive(Serialize)]
+        struct Old {
+            tenant: u64,
+            home: NodeId,
+        }
+        state.put(tenant_key(5), records::encode(&Old { tenant: 5, home: 1 }));
+        let moves = vec![
+            TenantMove { tenant: 1, from: 1, to: 2 },
+            TenantMove { tenant: 2, from: 3, to: 2 },  // stale: its home is 1
+            TenantMove { tenant: 5, from: 1, to: 3 },
+            TenantMove { tenant: 9, from: 1, to: 2 },  // unknown tenant
+        ];
+        assert_eq!(logic.apply(&mut state, &ControlCommand::MoveTenants(moves)).expect("apply"), ControlResponse::Ok);
+        let moved = ControlCommand::MoveTenants(vec![TenantMove { tenant: 1, from: 2, to: 3 }, TenantMove { tenant: 2, from: 1, to: 7 }]);
+        logic.apply(&mut state, &moved).expect("apply");
+        let read = |t: u64| decode_placement(&state.get(&tenant_key(t)).expect("read").expect("placed")).expect("decode");
+        assert_eq!(read(1), TenantPlacement { tenant: 1, home: 3, epoch: 2 });
+        assert_eq!(read(2), TenantPlacement { tenant: 2, home: 1, epoch: 0 }, "no node 7: stays");
+        assert_eq!(read(5), TenantPlacement { tenant: 5, home: 3, epoch: 1 });
+        assert!(state.get(&tenant_key(9)).expect("read").is_none());
     }
 }

@@ -52,6 +52,19 @@ impl<'a> Overlay<'a> {
         Overlay { db, cf, group, writes: BTreeMap::new() }
     }
 
+    /// Writes what the overlay holds to the database, as applying a batch would.
+    #[cfg(test)]
+    pub(crate) fn commit_for_test(self) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (k, v) in self.writes {
+            match v {
+                Some(v) => batch.put_cf(self.cf, group_key(self.group, &k), v),
+                None => batch.delete_cf(self.cf, group_key(self.group, &k)),
+            }
+        }
+        self.db.write(batch).map_err(StoreError::rocks("commit overlay"))
+    }
+
     /// The value of `key` (within this group).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(v) = self.writes.get(key) {

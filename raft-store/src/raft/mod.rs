@@ -26,10 +26,10 @@ pub mod placement;
 pub mod shard;
 mod sync;
 
-pub use control::{ClusterMeta, ControlCommand, ControlLogic, ControlReader, ControlResponse, NodeRecord, NodeState, ShardRecord, TenantPlacement};
+pub use control::{ClusterMeta, ControlCommand, ControlLogic, ControlReader, ControlResponse, NodeRecord, NodeState, ShardRecord, TenantMove, TenantPlacement};
 pub use log_store::LogStore;
 pub use machine::{Logic, Overlay, StateMachine};
-pub use shard::{AppendCommand, ShardCommand, ShardListener, ShardLogic, ShardReader, ShardResponse};
+pub use shard::{AppendCommand, RecordSpace, RecordWrite, ShardCommand, ShardListener, ShardLogic, ShardReader, ShardResponse, TenantWrites};
 
 use crate::error::StoreError;
 use crate::keys::RAFT_CFS;

@@ -39,4 +39,24 @@ impl Routers {
             })
             .clone()
     }
+
+    /// Stops `tenant`'s router here (the tenant is served by another node now).
+    pub fn retire(&self, tenant: TenantId) {
+        if let Some((_, addr)) = self.map.remove(&tenant) {
+            addr.do_send(Retire);
+        }
+    }
+}
+
+/// Stops a router at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Retire;
+
+impl Handler<Retire> for TenantRouter {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
 }

@@ -45,7 +45,7 @@ fn harness(capacity: u32, groups: Vec<GroupRecord>, start_ms: u64) -> Harness {
     let registry = Arc::new(Registry::default());
     let (push, _) = std::sync::mpsc::channel();
     let dispatcher = Arc::new(Dispatcher::new(directory.clone(), registry.clone(), FrameCodec::new(config.max_frame_len), push, 0));
-    let store = Arc::new(Store::open(&dir.path().join("db"), StoreOptions { max_batch_ops: 64, sync: false }, dispatcher).expect("store"));
+    let store = Arc::new(Store::open(&dir.path().join("db"), StoreOptions { max_batch_ops: 64, sync: false, node: 0 }, dispatcher).expect("store"));
     assemble(config, store, directory, registry, Clock::manual(start_ms), capacity, groups, Arc::new(dir))
 }
 

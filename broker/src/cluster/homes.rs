@@ -1,0 +1,107 @@
+//! Replacing a tenant's home that stopped answering. Every node probes every other
+//! node over the peer link every [`PROBE_EVERY`] (so a node elected control-plane
+//! leader after the old leader died already knows for how long it has been silent).
+//! On the control-plane leader, a node that has failed every probe for
+//! [`DOWN_AFTER`] loses its tenants: each moves to a live replica of the tenant's
+//! shard (which holds the tenant's records, see `cluster::records`), preferring
+//! that shard's leader, with its placement epoch bumped. The new home then takes
+//! the tenant over (`cluster::takeover`). The tenants of a draining node, or of one
+//! no longer in the node table, move the same way.
+
+use super::node::ClusterNode;
+use super::rpc::{PeerRequest, PeerResponse};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard_protocol::TenantId;
+use switchboard_raft_store::raft::{placement, ControlCommand, NodeId, NodeRecord, NodeState, TenantMove};
+
+/// How often the leader probes the other nodes.
+pub const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// How long a probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a node must fail every probe before its tenants move.
+pub const DOWN_AFTER: Duration = Duration::from_millis(1500);
+
+impl ClusterNode {
+    /// Runs until the node stops: probes the other nodes and, as control-plane
+    /// leader, moves the tenants of nodes that stopped answering.
+    pub(super) async fn watch_homes(self: Arc<Self>) {
+        let mut failing: HashMap<NodeId, Instant> = HashMap::new();
+        let mut stop = self.stop.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(PROBE_EVERY) => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = self.probe_and_move(&mut failing).await {
+                tracing::debug!(error = %e, "watching tenant homes");
+            }
+        }
+    }
+
+    async fn probe_and_move(self: &Arc<Self>, failing: &mut HashMap<NodeId, Instant>) -> Result<(), String> {
+        if self.shard_count().is_none() {
+            return Ok(());
+        }
+        let nodes = self.tables().nodes().map_err(|e| e.to_string())?;
+        let probes = nodes.iter().filter(|n| n.id != self.id()).map(|n| {
+            let node = self.clone();
+            let (id, addr) = (n.id, n.addr.peer.clone());
+            tokio::spawn(async move {
+                let call = node.transport.call(&node.addr().peer, &addr, PeerRequest::HostedShards);
+                (id, matches!(tokio::time::timeout(PROBE_TIMEOUT, call).await, Ok(Ok(PeerResponse::Hosted(_)))))
+            })
+        });
+        let probes: Vec<_> = probes.collect();
+        for probe in probes {
+            let Ok((id, answered)) = probe.await else { continue };
+            if answered {
+                failing.remove(&id);
+            } else {
+                failing.entry(id).or_insert_with(Instant::now);
+            }
+        }
+        failing.retain(|id, _| nodes.iter().any(|n| n.id == *id));
+        if !self.is_control_leader() {
+            return Ok(());
+        }
+        let down: BTreeSet<NodeId> = failing.iter().filter(|(_, since)| since.elapsed() >= DOWN_AFTER).map(|(id, _)| *id).collect();
+        let moves = self.plan_moves(&nodes, &down, failing)?;
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let count = moves.len();
+        self.control_write(ControlCommand::MoveTenants(moves)).await?;
+        tracing::warn!(?down, tenants = count, "moved the tenants of nodes that stopped answering, drain or are gone");
+        Ok(())
+    }
+
+    /// A new home for every tenant of a node that is `down`, draining or not in the
+    /// node table: an active replica of the tenant's shard that answers, its leader
+    /// if this node knows it.
+    fn plan_moves(&self, nodes: &[NodeRecord], down: &BTreeSet<NodeId>, failing: &HashMap<NodeId, Instant>) -> Result<Vec<TenantMove>, String> {
+        let Some(shard_count) = self.shard_count() else { return Ok(Vec::new()) };
+        let state = |id: NodeId| nodes.iter().find(|n| n.id == id).map(|n| n.state);
+        let leaving = |id: NodeId| down.contains(&id) || !matches!(state(id), Some(NodeState::Active | NodeState::Joining));
+        let tenants = self.tables().tenants().map_err(|e| e.to_string())?;
+        let tenants: Vec<_> = tenants.into_iter().filter(|p| leaving(p.home)).collect();
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shards = self.tables().shards().map_err(|e| e.to_string())?;
+        let mut moves = Vec::new();
+        for p in tenants {
+            let shard = placement::tenant_shard(TenantId(p.tenant), shard_count);
+            let Some(record) = shards.iter().find(|s| s.shard == shard) else { continue };
+            let live: Vec<NodeId> = record.replicas.iter().copied().filter(|n| !failing.contains_key(n) && state(*n) == Some(NodeState::Active)).collect();
+            let leader = self.replica(shard).and_then(|r| r.raft.metrics().borrow().current_leader);
+            let to = leader.filter(|l| live.contains(l)).or_else(|| live.first().copied());
+            match to {
+                Some(to) => moves.push(TenantMove { tenant: p.tenant, from: p.home, to }),
+                None => tracing::warn!(tenant = p.tenant, shard, "no live replica of the tenant's shard to move it to"),
+            }
+        }
+        Ok(moves)
+    }
+}

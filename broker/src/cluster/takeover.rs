@@ -1,0 +1,133 @@
+//! Keeping a node's tenants in line with the tenant table: a tenant moved here
+//! (`cluster::homes`) is taken over, a tenant moved away is let go.
+//!
+//! Taking a tenant over at epoch E:
+//! 1. write an empty record batch at E through the tenant's shard: from then on the
+//!    shard refuses records from the old home (it writes at a lower epoch);
+//! 2. wait until this node's replica of the shard has applied that write, so it
+//!    holds every record the old home got acknowledged;
+//! 3. copy the tenant's records from the replica into the local store;
+//! 4. load them into the directory. The tenant's router rebuilds its queues, seats'
+//!    loads and assignments from the directory on first use, and its clients, which
+//!    reconnect to any node, are served here.
+//!
+//! Until step 4, logins for the tenant here are answered `tenant_unavailable`
+//! (retryable). Letting a tenant go drops it from the directory, stops its router,
+//! and tells its sessions to go away (they reconnect and are relayed to the new home).
+//!
+//! A tenant whose home is this node at epoch 0 (never moved) is trusted as the
+//! store has it; one at a higher epoch is taken over again after every start, so a
+//! record replicated but not yet written locally before a crash is not missed.
+
+use super::node::ClusterNode;
+use crate::context::Ctx;
+use crate::routing::Directory;
+use crate::session::SessionEvent;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchboard_protocol::TenantId;
+use switchboard_raft_store::raft::{placement, NodeId, ShardCommand, ShardResponse, TenantWrites};
+use switchboard_raft_store::store::durable;
+use tokio::sync::watch;
+
+/// How long the local replica may take to apply the fencing write.
+const CATCH_UP: Duration = Duration::from_secs(10);
+
+/// Runs until `stop`: reconciles on every change of the tables, and every second
+/// (to retry a takeover that failed).
+pub async fn run(ctx: Ctx, node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>) {
+    let mut changes = node.changes();
+    let mut taken: HashMap<TenantId, u64> = HashMap::new();
+    loop {
+        if let Err(e) = reconcile(&ctx, &node, &mut taken).await {
+            tracing::warn!(error = %e, "reconciling this node's tenants");
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn reconcile(ctx: &Ctx, node: &Arc<ClusterNode>, taken: &mut HashMap<TenantId, u64>) -> Result<(), String> {
+    let reader = node.clone();
+    let placements = tokio::task::spawn_blocking(move || reader.tables().tenants()).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let me = node.id();
+    for p in &placements {
+        let tenant = TenantId(p.tenant);
+        if p.home != me {
+            taken.remove(&tenant);
+            if ctx.directory.tenant(tenant).is_some() {
+                let_go(ctx, tenant, p.home);
+            }
+        } else if p.epoch > 0 && taken.get(&tenant) != Some(&p.epoch) {
+            let started = Instant::now();
+            match take_over(ctx, node, tenant, p.epoch).await {
+                Ok(records) => {
+                    taken.insert(tenant, p.epoch);
+                    ::metrics::counter!(crate::metrics::TENANT_TAKEOVERS, "result" => "ok").increment(1);
+                    tracing::info!(tenant = tenant.0, epoch = p.epoch, records, took_ms = started.elapsed().as_millis() as u64, "took the tenant over");
+                }
+                Err(e) => {
+                    ::metrics::counter!(crate::metrics::TENANT_TAKEOVERS, "result" => "failed").increment(1);
+                    tracing::warn!(tenant = tenant.0, epoch = p.epoch, error = %e, "taking the tenant over failed; retrying");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drops `tenant`, now served by `home`, from this node.
+fn let_go(ctx: &Ctx, tenant: TenantId, home: NodeId) {
+    ctx.directory.remove_tenant(tenant);
+    ctx.routers.retire(tenant);
+    let sessions = ctx.registry.of_tenant(tenant);
+    for s in &sessions {
+        s.do_send(SessionEvent::GoAway { reason: format!("tenant {} is served by node {home} now; reconnect", tenant.0) });
+    }
+    tracing::info!(tenant = tenant.0, home, sessions = sessions.len(), "let the tenant go to its new home");
+}
+
+/// Takes `tenant` over at `epoch`; the number of records copied.
+async fn take_over(ctx: &Ctx, node: &Arc<ClusterNode>, tenant: TenantId, epoch: u64) -> Result<usize, String> {
+    // A stale copy (the tenant lived here before) must not be served meanwhile.
+    if ctx.directory.tenant(tenant).is_some() {
+        let_go(ctx, tenant, node.id());
+    }
+    let shard = placement::tenant_shard(tenant, ctx.shards);
+    let fence = ShardCommand::Records(vec![TenantWrites { tenant, epoch, writes: Vec::new() }]);
+    match node.write(shard, fence).await.map_err(|e| e.to_string())? {
+        ShardResponse::Batch(r) if r == [ShardResponse::Done] => {}
+        ShardResponse::Batch(r) if matches!(r.as_slice(), [ShardResponse::Fenced { .. }]) => {
+            return Err(format!("the tenant moved on past epoch {epoch}"));
+        }
+        other => return Err(format!("unexpected answer to the fencing write: {other:?}")),
+    }
+    let replica = node.replica(shard).ok_or_else(|| format!("this node holds no replica of shard {shard}"))?;
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let reader = replica.reader.clone();
+        let applied = tokio::task::spawn_blocking(move || reader.tenant_epoch(tenant)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+        if applied >= epoch {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("the local replica of shard {shard} did not apply the fencing write within {CATCH_UP:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reader = replica.reader.clone();
+    let records = tokio::task::spawn_blocking(move || reader.tenant_records(tenant)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let count = records.len();
+    durable(ctx.store.restore_records(records)).await.map_err(|e| e.to_string())?;
+    let loading = ctx.clone();
+    let dir = tokio::task::spawn_blocking(move || Directory::load_where(&loading.store, loading.log.as_ref(), crate::context::now_ms(), |t| t == tenant))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    ctx.directory.absorb(dir);
+    Ok(count)
+}
