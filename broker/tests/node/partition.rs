@@ -1,6 +1,7 @@
 //! A real network partition: three nodes, each in its own network namespace, joined
 //! by a bridge in the test's namespace (veth pairs). Cutting node 3's link isolates
-//! it from the other nodes and from its clients. Needs root (`ip netns`).
+//! it from the other nodes and from its clients, and moves the tenant it is home to
+//! onto the majority. Needs root (`ip netns`).
 
 use crate::cluster::{assert_logged_in_again, assert_read_back, leaders, no_lag, panics_in, settled, status, wait_settled, Traffic};
 use crate::support::*;
@@ -103,9 +104,12 @@ async fn a_node_partitioned_from_the_others_loses_its_clients_to_the_majority_an
     }
     wait_until("node 3 leads some shards", WAIT, || leaders(&nodes[0]).iter().any(|(id, n)| *id == 3 && *n > 0));
 
-    // The tenant lives on node 1; a third of its visitors are on node 3.
+    // acme lives on node 1, globex on node 3; a third of each one's visitors are on
+    // node 3.
     let tenant = create_tenant(&nodes[0], "acme");
+    let globex = create_tenant(&nodes[2], "globex");
     let traffic = Traffic::start(&nodes, tenant.id, 12);
+    let traffic3 = Traffic::start(&nodes, globex.id, 6);
 
     net.link(3, false);
     let cut = Instant::now();
@@ -114,6 +118,9 @@ async fn a_node_partitioned_from_the_others_loses_its_clients_to_the_majority_an
     }
     eprintln!("the majority led every shard {:?} after the cut", cut.elapsed());
     traffic.goes_on("traffic goes on on the majority side", 300);
+    // globex's home is cut off: the majority moves it to one of them.
+    traffic3.goes_on("globex's traffic goes on on the majority side", 100);
+    eprintln!("globex's traffic went on {:?} after the cut", cut.elapsed());
 
     net.link(3, true);
     let healed = Instant::now();
@@ -123,10 +130,25 @@ settled(&nodes[0], &[1, 2, 3], 3) && no_lag(&nodes[0])
     }, || format!("{:#}\n{}", status(&nodes[0]).unwrap_or_default(), panics_in(&nodes)));
     eprintln!("node 3 caught up {:?} after healing", healed.elapsed());
     traffic.goes_on("traffic goes on after healing", 100);
+    traffic3.goes_on("globex's traffic goes on after healing", 50);
+    // Back, node 3 learns that globex moved and lets it go.
+    let api = |n: &Node| {
+        let url = n.url(&format!("/v1/tenants/{}/conversations", globex.id.0));
+        match ureq::get(&url).set("authorization", &format!("Bearer {}", globex.api_key)).call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("{url}: {e}"),
+        }
+    };
+    wait_until("node 3 points to globex's new home", WAIT, || api(&nodes[2]) == 421);
     let written = traffic.stop().await;
+    let written3 = traffic3.stop().await;
     // Cut off, node 3 could not serve its visitors: they had to log in again.
     assert_logged_in_again(&written, 3);
     assert_read_back(&nodes, &tenant, &written);
+    // Every globex visitor lost its home's connection and logged in again.
+    assert!(written3.iter().all(|w| w.logins >= 2), "{:?}", written3.iter().map(|w| w.logins).collect::<Vec<_>>());
+    assert_read_back(&nodes, &globex, &written3);
     for n in &nodes {
         n.assert_no_panic();
     }
