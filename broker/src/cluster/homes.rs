@@ -84,6 +84,10 @@ impl ClusterNode {
         let Some(shard_count) = self.shard_count() else { return Ok(Vec::new()) };
         let state = |id: NodeId| nodes.iter().find(|n| n.id == id).map(|n| n.state);
         let leaving = |id: NodeId| down.contains(&id) || !matches!(state(id), Some(NodeState::Active | NodeState::Joining));
+        // (A removed node was draining first, and its tenants moved then.)
+        if down.is_empty() && nodes.iter().all(|n| !leaving(n.id)) {
+            return Ok(Vec::new());
+        }
         let tenants = self.tables().tenants().map_err(|e| e.to_string())?;
         let tenants: Vec<_> = tenants.into_iter().filter(|p| leaving(p.home)).collect();
         if tenants.is_empty() {
