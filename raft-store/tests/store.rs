@@ -221,3 +221,74 @@ async fn submitted_appends_are_answered_through_the_listener() {
     store.submit(request(1, V, 12, "c"));
     assert_eq!(listener.0.lock().unwrap().len(), 2, "after shutdown nothing is answered (the writer is gone)");
 }
+
+/// Replicates by recording, or refuses everything.
+struct FakeReplicator {
+    seen: Mutex<Vec<(TenantId, Vec<raft::RecordWrite>)>>,
+    refuse: bool,
+}
+
+impl RecordReplicator for FakeReplicator {
+    fn replicate(&self, tenant: TenantId, writes: Vec<raft::RecordWrite>, done: Box<dyn FnOnce(Result<(), StoreError>) + Send>) {
+        self.seen.lock().unwrap().push((tenant, writes));
+        done(if self.refuse { Err(StoreError::WriteFailed { reason: "refused".into() }) } else { Ok(()) });
+    }
+}
+
+fn conversation(store: &Store, tenant: TenantId, visitor: VisitorId) -> ConversationRecord {
+    ConversationRecord {
+        id: store.next_conversation_id(),
+        tenant,
+        visitor,
+        agent: None,
+        group: switchboard_protocol::GroupId(0),
+        state: switchboard_protocol::ConversationState::Queued,
+        queue_ticket: 1,
+        created_at_ms: 5,
+        queued_at_ms: Some(5),
+        assigned_at_ms: None,
+        first_agent_reply_at_ms: None,
+        closed_at_ms: None,
+    }
+}
+
+#[tokio::test]
+async fn tenant_records_are_replicated_before_they_are_written_and_a_refused_one_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions { node: 3, ..StoreOptions::default() };
+    let store = Store::open(dir.path(), options, Arc::new(log::NoListener)).unwrap();
+    // Before a replicator is set (a node starting), records are written here only.
+    let early = conversation(&store, TenantId(7), VisitorId(1));
+    durable(store.put_conversation(&early)).await.unwrap();
+    let replicator = Arc::new(FakeReplicator { seen: Mutex::new(Vec::new()), refuse: false });
+    store.set_replicator(replicator.clone());
+
+    let conv = conversation(&store, TenantId(7), VisitorId(2));
+    durable(store.put_conversation(&conv)).await.unwrap();
+    let alice = durable(store.resolve_verified_visitor(TenantId(7), "alice")).await.unwrap();
+    assert_eq!(alice.0 >> 32 & 0xff, 3, "the node id is in bits 32-39: {:#x}", alice.0);
+    let agent = durable(store.allocate_id(IdKind::Agent)).await.unwrap();
+    assert_eq!((agent >> 32 & 0xff, agent & 0xffff_ffff), (3, 1));
+    durable(store.enqueue_events(Vec::new())).await.unwrap();
+
+    let seen = replicator.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "the conversation (with its visitor index) and the new verified visitor: {seen:?}");
+    assert!(seen.iter().all(|(t, _)| *t == TenantId(7)));
+    let (_, writes) = &seen[0];
+    assert_eq!(writes.len(), 2);
+    assert_eq!(writes[0].space, raft::RecordSpace::Conversations);
+    assert_eq!(writes[0].key, conv.id.0.to_be_bytes().to_vec());
+    assert_eq!(seen[1].1[0].value, Some(alice.0.to_be_bytes().to_vec()));
+    assert_eq!(store.conversation(conv.id).unwrap(), Some(conv));
+
+    // A refused replication (the tenant moved on) fails the write and writes nothing.
+    let refusing = Store::open(&dir.path().join("other"), StoreOptions::default(), Arc::new(log::NoListener)).unwrap();
+    refusing.set_replicator(Arc::new(FakeReplicator { seen: Mutex::new(Vec::new()), refuse: true }));
+    let lost = conversation(&refusing, TenantId(7), VisitorId(3));
+    assert!(durable(refusing.put_conversation(&lost)).await.is_err());
+    assert_eq!(refusing.conversation(lost.id).unwrap(), None);
+    // Restoring a taken-over tenant writes here only.
+    let restored = raft::RecordWrite { space: raft::RecordSpace::Conversations, key: lost.id.0.to_be_bytes().to_vec(), value: seen[0].1[0].value.clone() };
+    durable(refusing.restore_records(vec![restored])).await.unwrap();
+    assert!(refusing.conversation(lost.id).unwrap().is_some());
+}
