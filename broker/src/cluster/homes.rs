@@ -17,11 +17,11 @@ use switchboard_protocol::TenantId;
 use switchboard_raft_store::raft::{placement, ControlCommand, NodeId, NodeRecord, NodeState, TenantMove};
 
 /// How often the leader probes the other nodes.
-pub const PROBE_EVERY: Duration = Duration::from_millis(500);
+pub const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// How long a probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a node must fail every probe before its tenants move.
-pub const DOWN_AFTER: Duration = Duration::from_millis(1500);
+pub const DOWN_AFTER: Duration = Duration::from_millis(1000);
 
 impl ClusterNode {
     /// Runs until the node stops: probes the other nodes and, as control-plane
