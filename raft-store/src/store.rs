@@ -218,13 +218,16 @@ impl Store {
     /// here only) with `events` queued in the outbox, in one batch.
     fn put_with_events(&self, tenant: Option<TenantId>, puts: Vec<Put>, bump: Option<(&'static str, u64)>, events: Vec<(TenantId, WebhookEvent)>) -> Durable<()> {
         let (reply, rx) = oneshot::channel();
-        let writes: Vec<RecordWrite> = puts
-            .iter()
-            .filter_map(|p| record_space(p.cf).map(|space| RecordWrite { space, key: p.key.clone(), value: p.value.clone() }))
-            .collect();
+        let replicated = |puts: &[Put]| -> Vec<RecordWrite> {
+            puts.iter().filter_map(|p| record_space(p.cf).map(|space| RecordWrite { space, key: p.key.clone(), value: p.value.clone() })).collect()
+        };
+        let writes = match (tenant, self.replicator.get()) {
+            (Some(tenant), Some(replicator)) => Some((tenant, replicator, replicated(&puts))),
+            _ => None,
+        };
         let op = WriteOp::Put { puts, bump, events, reply };
-        match (tenant, self.replicator.get()) {
-            (Some(tenant), Some(replicator)) if !writes.is_empty() => {
+        match writes {
+            Some((tenant, replicator, writes)) if !writes.is_empty() => {
                 let tx = self.tx.clone();
                 replicator.replicate(
                     tenant,

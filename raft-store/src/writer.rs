@@ -78,12 +78,13 @@ impl Reply {
             Reply::Id(tx, id) => drop(tx.send(result.map(|_| id).map_err(fail))),
             // A new mapping is answered once it is replicated too, so another node
             // taking the tenant over maps the user to the same visitor.
-            Reply::Visitor(tx, v, Some((tenant, key))) if result.is_ok() && replicator.is_some() => {
-                let write = RecordWrite { space: RecordSpace::Directory, key, value: Some(v.0.to_be_bytes().to_vec()) };
-                if let Some(r) = replicator {
+            Reply::Visitor(tx, v, Some((tenant, key))) if result.is_ok() => match replicator {
+                Some(r) => {
+                    let write = RecordWrite { space: RecordSpace::Directory, key, value: Some(v.0.to_be_bytes().to_vec()) };
                     r.replicate(tenant, vec![write], Box::new(move |done| drop(tx.send(done.map(|_| v)))));
                 }
-            }
+                None => drop(tx.send(Ok(v))),
+            },
             Reply::Visitor(tx, v, _) => drop(tx.send(result.map(|_| v).map_err(fail))),
         }
     }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use switchboard_protocol::TenantId;
 use switchboard_raft_store::raft::{placement, ControlCommand, NodeId, NodeRecord, NodeState, TenantMove};
 
-/// How often the leader probes the other nodes.
+/// How often every node probes the other nodes.
 pub const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// How long a probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);

@@ -52,8 +52,7 @@ pub async fn run(ctx: Ctx, node: Arc<ClusterNode>, mut stop: watch::Receiver<boo
 }
 
 async fn reconcile(ctx: &Ctx, node: &Arc<ClusterNode>, taken: &mut HashMap<TenantId, u64>) -> Result<(), String> {
-    let reader = node.clone();
-    let placements = tokio::task::spawn_blocking(move || reader.tables().tenants()).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let placements = node.off_thread(|n| n.tables().tenants()).await?.map_err(|e| e.to_string())?;
     let me = node.id();
     for p in &placements {
         let tenant = TenantId(p.tenant);
@@ -107,26 +106,28 @@ async fn take_over(ctx: &Ctx, node: &Arc<ClusterNode>, tenant: TenantId, epoch: 
         other => return Err(format!("unexpected answer to the fencing write: {other:?}")),
     }
     let replica = node.replica(shard).ok_or_else(|| format!("this node holds no replica of shard {shard}"))?;
-    let deadline = Instant::now() + CATCH_UP;
+    // Each entry the replica applies changes its metrics: check after each.
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    let mut applied_changes = replica.raft.metrics();
     loop {
         let reader = replica.reader.clone();
-        let applied = tokio::task::spawn_blocking(move || reader.tenant_epoch(tenant)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
-        if applied >= epoch {
+        if node.off_thread(move |_| reader.tenant_epoch(tenant)).await?.map_err(|e| e.to_string())? >= epoch {
             break;
         }
-        if Instant::now() >= deadline {
-            return Err(format!("the local replica of shard {shard} did not apply the fencing write within {CATCH_UP:?}"));
+        match tokio::time::timeout_at(deadline, applied_changes.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(format!("the local replica of shard {shard} stopped")),
+            Err(_) => return Err(format!("the local replica of shard {shard} did not apply the fencing write within {CATCH_UP:?}")),
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let reader = replica.reader.clone();
-    let records = tokio::task::spawn_blocking(move || reader.tenant_records(tenant)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let records = node.off_thread(move |_| reader.tenant_records(tenant)).await?.map_err(|e| e.to_string())?;
     let count = records.len();
     durable(ctx.store.restore_records(records)).await.map_err(|e| e.to_string())?;
     let loading = ctx.clone();
-    let dir = tokio::task::spawn_blocking(move || Directory::load_where(&loading.store, loading.log.as_ref(), crate::context::now_ms(), |t| t == tenant))
-        .await
-        .map_err(|e| e.to_string())?
+    let dir = node
+        .off_thread(move |_| Directory::load_where(&loading.store, loading.log.as_ref(), crate::context::now_ms(), |t| t == tenant))
+        .await?
         .map_err(|e| e.to_string())?;
     ctx.directory.absorb(dir);
     Ok(count)

@@ -167,9 +167,7 @@ impl Directory {
 
     /// Forgets everything of `tenant` (it is served by another node now).
     pub fn remove_tenant(&self, tenant: TenantId) {
-        if let Some((_, t)) = self.tenants.remove(&tenant) {
-            self.api_keys.remove(&t.api_key_digest);
-        }
+        self.tenants.remove(&tenant);
         self.api_keys.retain(|_, t| *t != tenant);
         self.agents.retain(|_, a| a.tenant != tenant);
         self.agent_tokens.retain(|_, r| r.tenant != tenant);

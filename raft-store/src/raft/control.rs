@@ -335,6 +335,10 @@ impl ControlReader {
     }
 
     fn scan<T: serde::de::DeserializeOwned>(&self, tag: u8, what: &'static str) -> Result<Vec<T>, StoreError> {
+        self.scan_with(tag, |v| records::decode(what, v))
+    }
+
+    fn scan_with<T>(&self, tag: u8, decode: impl Fn(&[u8]) -> Result<T, StoreError>) -> Result<Vec<T>, StoreError> {
         let cf = self.db.db().cf_handle(CF_RAFT_STATE).ok_or(StoreError::Closed)?;
         let start = group_key(CONTROL_GROUP, &[tag]);
         let mut opts = ReadOptions::default();
@@ -345,7 +349,7 @@ impl ControlReader {
         let mut out = Vec::new();
         for item in self.db.db().iterator_cf_opt(cf, opts, IteratorMode::From(&start, Direction::Forward)) {
             let (_, v) = item.map_err(StoreError::rocks("read control plane"))?;
-            out.push(records::decode(what, &v)?);
+            out.push(decode(&v)?);
         }
         Ok(out)
     }
@@ -379,16 +383,7 @@ impl ControlReader {
 
     /// Every placed tenant, by id.
     pub fn tenants(&self) -> Result<Vec<TenantPlacement>, StoreError> {
-        let cf = self.db.db().cf_handle(CF_RAFT_STATE).ok_or(StoreError::Closed)?;
-        let start = group_key(CONTROL_GROUP, &[tag::TENANT]);
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(group_key(CONTROL_GROUP, &[tag::TENANT + 1]));
-        let mut out = Vec::new();
-        for item in self.db.db().iterator_cf_opt(cf, opts, IteratorMode::From(&start, Direction::Forward)) {
-            let (_, v) = item.map_err(StoreError::rocks("read control plane"))?;
-            out.push(decode_placement(&v)?);
-        }
-        Ok(out)
+        self.scan_with(tag::TENANT, decode_placement)
     }
 }
 
@@ -396,6 +391,13 @@ impl ControlReader {
 mod tests {
     use super::*;
     use crate::raft::machine::Overlay;
+
+    fn add_nodes(logic: &ControlLogic, state: &mut Overlay<'_>, ids: &[NodeId]) {
+        let addr = NodeAddr { peer: "p".into(), client: "c".into() };
+        for &id in ids {
+            logic.apply(state, &ControlCommand::PutNode(NodeRecord { id, addr: addr.clone(), state: NodeState::Active })).expect("apply");
+        }
+    }
 
     fn place(logic: &ControlLogic, state: &mut Overlay<'_>, home: NodeId, min_id: u64) -> ControlResponse {
         logic.apply(state, &ControlCommand::PlaceTenant { home, min_id }).expect("apply")
@@ -407,10 +409,7 @@ mod tests {
         let db = crate::store::open_db(dir.path(), &crate::keys::ALL_CFS).expect("open");
         let logic = ControlLogic::default();
         let mut state = Overlay::for_test(&db, CONTROL_GROUP);
-        let addr = NodeAddr { peer: "p".into(), client: "c".into() };
-        for id in [1, 2] {
-            logic.apply(&mut state, &ControlCommand::PutNode(NodeRecord { id, addr: addr.clone(), state: NodeState::Active })).expect("apply");
-        }
+        add_nodes(&logic, &mut state, &[1, 2]);
         assert_eq!(place(&logic, &mut state, 1, 1), ControlResponse::Tenant(1));
         assert_eq!(place(&logic, &mut state, 2, 1), ControlResponse::Tenant(2));
         // A node that handed out tenant ids on its own asks for ids above them.
@@ -431,10 +430,7 @@ mod tests {
         let db = crate::store::open_db(dir.path(), &crate::keys::ALL_CFS).expect("open");
         let logic = ControlLogic::default();
         let mut state = Overlay::for_test(&db, CONTROL_GROUP);
-        let addr = NodeAddr { peer: "p".into(), client: "c".into() };
-        for id in [1, 2, 3] {
-            logic.apply(&mut state, &ControlCommand::PutNode(NodeRecord { id, addr: addr.clone(), state: NodeState::Active })).expect("apply");
-        }
+        add_nodes(&logic, &mut state, &[1, 2, 3]);
         assert_eq!(place(&logic, &mut state, 1, 1), ControlResponse::Tenant(1));
         assert_eq!(place(&logic, &mut state, 1, 1), ControlResponse::Tenant(2));
         // A placement stored before epochs existed still reads (epoch 0) and moves.

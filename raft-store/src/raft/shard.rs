@@ -266,7 +266,7 @@ fn apply_records(state: &mut Overlay<'_>, t: &TenantWrites) -> Result<ShardRespo
     if t.epoch < current {
         return Ok(ShardResponse::Fenced { epoch: current });
     }
-    if t.epoch > current || state.get(&epoch_key)?.is_none() {
+    if t.epoch > current {
         state.put(epoch_key, t.epoch.to_be_bytes().to_vec());
     }
     for w in &t.writes {
