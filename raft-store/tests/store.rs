@@ -159,20 +159,7 @@ async fn verified_visitors_keep_their_id_and_records_round_trip() {
         let (a, a2, b) = (durable(a).await.unwrap(), durable(a2).await.unwrap(), durable(b).await.unwrap());
         assert_eq!(a, a2);
         assert_ne!(a, b, "the same user id in another tenant is another visitor");
-        let conv = ConversationRecord {
-            id: store.next_conversation_id(),
-            tenant: TenantId(1),
-            visitor: a,
-            agent: None,
-            group: switchboard_protocol::GroupId(0),
-            state: switchboard_protocol::ConversationState::Queued,
-            queue_ticket: 1,
-            created_at_ms: 5,
-            queued_at_ms: Some(5),
-            assigned_at_ms: None,
-            first_agent_reply_at_ms: None,
-            closed_at_ms: None,
-        };
+        let conv = conversation(&store, TenantId(1), a);
         durable(store.put_conversation(&conv)).await.unwrap();
         store.shutdown();
     }
@@ -235,6 +222,7 @@ impl RecordReplicator for FakeReplicator {
     }
 }
 
+/// A queued conversation record of `visitor`.
 fn conversation(store: &Store, tenant: TenantId, visitor: VisitorId) -> ConversationRecord {
     ConversationRecord {
         id: store.next_conversation_id(),

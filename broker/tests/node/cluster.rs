@@ -401,10 +401,7 @@ fn expected(v: usize, w: &Written) -> Vec<String> {
 /// The node serving `tenant` (its API answers there; the others answer 421), once
 /// one does.
 pub(crate) fn home_of<'a>(nodes: &'a [Node], tenant: &crate::support::Tenant) -> &'a Node {
-    let serves = |n: &Node| {
-        let url = n.url(&format!("/v1/tenants/{}/conversations", tenant.id.0));
-        ureq::get(&url).set("authorization", &format!("Bearer {}", tenant.api_key)).call().is_ok()
-    };
+    let serves = |n: &Node| crate::support::api_status(n, tenant) == 200;
     wait_until("a node serves the tenant", WAIT, || nodes.iter().any(serves));
     nodes.iter().find(|n| serves(n)).expect("a node serves the tenant")
 }

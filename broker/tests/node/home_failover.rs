@@ -10,16 +10,6 @@ use std::time::Instant;
 use switchboard_client::{connect_and_login, hello as login, ConnectOptions};
 use switchboard_protocol::*;
 
-/// The status of an API call for `tenant` on `node`.
-fn api_status(node: &Node, tenant: &Tenant) -> u16 {
-    let url = node.url(&format!("/v1/tenants/{}/conversations", tenant.id.0));
-    match ureq::get(&url).set("authorization", &format!("Bearer {}", tenant.api_key)).call() {
-        Ok(r) => r.status(),
-        Err(ureq::Error::Status(code, _)) => code,
-        Err(e) => panic!("{url}: {e}"),
-    }
-}
-
 /// Each open conversation's agent, as `node` (the tenant's home) lists them.
 fn assignments(node: &Node, tenant: &Tenant) -> BTreeMap<u64, Value> {
     open_conversations(node, tenant).into_iter().map(|c| (c["id"].as_u64().unwrap_or_default(), c["agent"].clone())).collect()

@@ -132,15 +132,7 @@ settled(&nodes[0], &[1, 2, 3], 3) && no_lag(&nodes[0])
     traffic.goes_on("traffic goes on after healing", 100);
     traffic3.goes_on("globex's traffic goes on after healing", 50);
     // Back, node 3 learns that globex moved and lets it go.
-    let api = |n: &Node| {
-        let url = n.url(&format!("/v1/tenants/{}/conversations", globex.id.0));
-        match ureq::get(&url).set("authorization", &format!("Bearer {}", globex.api_key)).call() {
-            Ok(r) => r.status(),
-            Err(ureq::Error::Status(code, _)) => code,
-            Err(e) => panic!("{url}: {e}"),
-        }
-    };
-    wait_until("node 3 points to globex's new home", WAIT, || api(&nodes[2]) == 421);
+    wait_until("node 3 points to globex's new home", WAIT, || api_status(&nodes[2], &globex) == 421);
     let written = traffic.stop().await;
     let written3 = traffic3.stop().await;
     // Cut off, node 3 could not serve its visitors: they had to log in again.

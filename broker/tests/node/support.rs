@@ -41,6 +41,17 @@ pub fn open_conversations(node: &Node, tenant: &Tenant) -> Vec<Value> {
     list.as_array().cloned().unwrap_or_default()
 }
 
+/// The HTTP status of `GET /v1/tenants/{id}/conversations` on `node` with the
+/// tenant's key: 200 where the tenant is served, 421 on the other nodes.
+pub fn api_status(node: &Node, tenant: &Tenant) -> u16 {
+    let url = node.url(&format!("/v1/tenants/{}/conversations", tenant.id.0));
+    match ureq::get(&url).set("authorization", &format!("Bearer {}", tenant.api_key)).call() {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
 /// A `switchboard` child process.
 pub struct Node {
     child: Option<Child>,
