@@ -6,6 +6,7 @@ use super::node::ClusterNode;
 use super::rpc::{PeerRequest, PeerResponse, WriteError};
 use openraft::ChangeMembers;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use switchboard_raft_store::raft::{ControlCommand, ControlResponse, NodeId, NodeState};
 
 /// Runs `request` (a ControlWrite or RemoveNode) on `node` if it leads the control
@@ -142,11 +143,12 @@ impl ClusterNode {
 }
 
 impl ClusterNode {
-    /// Before stopping: asks an up-to-date voter of every group this node leads to
-    /// start an election, so leadership moves now rather than an election timeout
-    /// after this node goes quiet. Waits until this node leads nothing or `within`
+    /// Before stopping: hands every shard this node leads to its most caught-up
+    /// other voter (`cluster::handover`) and asks one to take the control plane, so
+    /// leadership moves now rather than an election timeout after this node goes
+    /// quiet. Waits until this node leads nothing or `within`
     /// passed; returns (groups still led, groups led at the start).
-    pub async fn hand_off_leadership(&self, within: std::time::Duration) -> (usize, usize) {
+    pub async fn hand_off_leadership(self: &Arc<Self>, within: std::time::Duration) -> (usize, usize) {
         self.leaving.store(true, std::sync::atomic::Ordering::Release);
         let deadline = std::time::Instant::now() + within;
         let mut at_start = None;
@@ -158,6 +160,14 @@ impl ClusterNode {
                 return (led_count, at_start.unwrap_or(0));
             }
             for (group, successor) in led {
+                if let (Some(shard), Some(to)) = (group, successor) {
+                    // Without a gap in writes (`cluster::handover`).
+                    let node = self.clone();
+                    tokio::spawn(async move {
+                        let _ = node.hand_over(shard, to).await;
+                    });
+                    continue;
+                }
                 let Some(addr) = successor.and_then(|n| self.peer_addr(n)) else { continue };
                 let call = self.transport.call(&self.addr().peer, &addr, PeerRequest::TakeLeadership(group));
                 // Asked, not awaited: the vote itself shows in this node's metrics.

@@ -4,8 +4,8 @@
 //!
 //! - [`node::ClusterNode`] runs every group a node hosts and keeps them in line with
 //!   the shard table: it opens groups it should host, changes shard memberships where
-//!   it leads (learner, catch up, promote, remove), and asks for leadership of the
-//!   shards it is the preferred leader of.
+//!   it leads (learner, catch up, promote, remove); [`handover`] moves a shard's
+//!   leadership to its preferred replica, or off a stopping node, without a gap.
 //! - [`transport`] is the peer link behind a trait, with in-process delivery and
 //!   fault injection for tests; [`tcp`] is the link between processes; [`network`]
 //!   adapts either to openraft.
@@ -16,6 +16,7 @@
 //!   their new home.
 
 mod admin;
+pub mod handover;
 mod homes;
 pub mod log;
 pub mod network;

@@ -30,9 +30,13 @@ pub struct RaftTiming {
 
 impl Default for RaftTiming {
     fn default() -> Self {
-        // 64 groups per node: heartbeats every 250 ms keep an idle cluster cheap, and
-        // a dead leader is replaced within about 1-2 s.
-        RaftTiming { heartbeat_ms: 250, election_min_ms: 1000, election_max_ms: 2000 }
+        // 64 groups per node: heartbeats every 250 ms keep an idle cluster cheap. A
+        // follower that knew a leader (openraft 0.9) starts an election once it has heard
+        // nothing for the leader's lease (`election_max_ms`) plus its own election
+        // timeout (drawn once from the range), checked on a tick every 1.5 heartbeats:
+        // a dead leader is replaced 1.6-2.4 s after its last heartbeat, and a leader is
+        // only deposed after 6 or more heartbeats in a row went missing.
+        RaftTiming { heartbeat_ms: 250, election_min_ms: 600, election_max_ms: 1000 }
     }
 }
 
@@ -83,6 +87,9 @@ pub struct ShardReplica {
     pub raft: Raft<ShardConfig>,
     /// Reads its applied state.
     pub reader: ShardReader,
+    /// Writes through this replica hold it shared until committed; a leadership
+    /// handover holds it exclusively (`cluster::handover`).
+    pub(super) writes: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// What a node knows about one of its shard replicas.
@@ -114,7 +121,7 @@ pub struct ClusterNode {
     shards: DashMap<u32, ShardReplica>,
     opening: tokio::sync::Mutex<()>,
     reconfiguring: DashSet<u32>,
-    elections: DashMap<u32, Instant>,
+    pub(super) handovers: super::handover::Handovers,
     /// When each shard's membership was last asked of its new members.
     pub(super) membership_checks: DashMap<u32, Instant>,
     /// Handing its leaderships off before stopping: claims none.
@@ -185,7 +192,7 @@ impl ClusterNode {
             shards: DashMap::new(),
             opening: tokio::sync::Mutex::new(()),
             reconfiguring: DashSet::new(),
-            elections: DashMap::new(),
+            handovers: Default::default(),
             leaving: Default::default(),
             membership_checks: DashMap::new(),
             listener: Mutex::new(listener),
@@ -288,7 +295,7 @@ impl ClusterNode {
         )
         .await
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
-        let replica = ShardReplica { raft, reader: ShardReader::new(self.db.clone(), group) };
+        let replica = ShardReplica { raft, reader: ShardReader::new(self.db.clone(), group), writes: Default::default() };
         self.shards.insert(shard, replica.clone());
         Ok(replica)
     }
@@ -446,8 +453,8 @@ impl ClusterNode {
             let target: BTreeSet<NodeId> = record.replicas.iter().copied().collect();
             if m.state == ServerState::Leader && voters != target && !self.reconfiguring.contains(&record.shard) {
                 self.spawn_reconfigure(record.clone(), replica.clone(), nodes.clone());
-            } else if mine && record.replicas.first() == Some(&self.config.id) && voters.contains(&self.config.id) && voters == target {
-                self.claim_leadership(record.shard, &replica, &m).await;
+            } else if mine && voters == target {
+                self.rebalance(record, &m);
             } else if !mine
                 && !self.reconfiguring.contains(&record.shard)
                 && m.last_applied.is_some()
@@ -474,33 +481,22 @@ impl ClusterNode {
     fn spawn_reconfigure(self: &Arc<Self>, record: ShardRecord, replica: ShardReplica, nodes: BTreeMap<NodeId, NodeAddr>) {
         self.reconfiguring.insert(record.shard);
         let this = self.clone();
-        let handle = tokio::spawn(async move {
+        self.spawn_task(async move {
             let shard = record.shard;
             if let Err(e) = reconfigure(&replica.raft, &record, &nodes).await {
                 tracing::info!(shard, error = %e, "membership change did not complete; will retry");
             }
             this.reconfiguring.remove(&shard);
         });
+    }
+
+    /// Runs `task` until it ends or the node shuts down.
+    pub(super) fn spawn_task(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task);
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.retain(|t| !t.is_finished());
             tasks.push(handle);
         }
-    }
-
-    /// The preferred leader of a shard starts an election when another node leads
-    /// it (openraft 0.9 has no leadership transfer). Rate-limited per shard.
-    async fn claim_leadership(&self, shard: u32, replica: &ShardReplica, m: &openraft::RaftMetrics<NodeId, NodeAddr>) {
-        if m.state != ServerState::Follower || m.current_leader.is_none() || m.current_leader == Some(self.config.id) {
-            return;
-        }
-        if self.leaving.load(std::sync::atomic::Ordering::Acquire) {
-            return;
-        }
-        if self.elections.get(&shard).is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
-            return;
-        }
-        self.elections.insert(shard, Instant::now());
-        let _ = replica.raft.trigger().elect().await;
     }
 
     /// Appends or records through the leader of `shard`, wherever it is. Retries
@@ -539,6 +535,8 @@ impl ClusterNode {
     /// `deadline` at most for the commit.
     pub async fn write_local(&self, shard: u32, command: ShardCommand, deadline: Instant) -> Result<ShardResponse, WriteError> {
         let replica = self.replica(shard).ok_or(WriteError::NoGroup(shard_group(shard)))?;
+        // Held back while a handover runs; after it, this node no longer leads.
+        let _writing = tokio::time::timeout_at(deadline.into(), replica.writes.read()).await.map_err(|_| WriteError::Unavailable("the shard's leadership is being handed over".into()))?;
         let leader = replica.raft.metrics().borrow().current_leader;
         if leader != Some(self.config.id) {
             return Err(WriteError::NotLeader(leader));

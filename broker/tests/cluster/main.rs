@@ -171,6 +171,48 @@ async fn growing_from_one_node_to_three_replicates_every_shard_while_appending()
     }
 }
 
+/// A leader hands a shard to another voter while appends keep coming through every
+/// node: the other voter leads one term later (no election was lost on the way), and
+/// every append is acknowledged, once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_handover_under_appends_moves_the_leader_in_one_term_and_fails_no_append() {
+    let shard = 0;
+    let cluster = three_nodes(TestCluster::new(8, 3)).await;
+    let leader = cluster.leader_of(shard).expect("a leader");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (1..=3u64)
+        .map(|n| {
+            let (node, stop) = (cluster.node(n).clone(), stop.clone());
+            tokio::spawn(async move {
+                let conv = conversation_id(shard, 100 + n);
+                let mut seqs = Vec::new();
+                // Bounded in count; stops earlier when the test says so.
+                while !stop.load(Ordering::Relaxed) && seqs.len() < 5_000 {
+                    let i = seqs.len() as u64 + 1;
+                    let r = node.write(shard, append(conv, i, "handover")).await.unwrap_or_else(|e| panic!("append {i} through node {n}: {e}"));
+                    seqs.push(seq_of(r));
+                }
+                (conv, seqs)
+            })
+        })
+        .collect();
+    let to = (1..=3).find(|&n| n != leader).expect("another voter");
+    let term = |n: u64| cluster.node(n).replica(shard).map(|r| r.raft.metrics().borrow().current_term).unwrap_or(0);
+    cluster.wait_until("appends are under way", WAIT, |c| c.node(leader).replica(shard).is_some_and(|r| r.raft.metrics().borrow().last_log_index > Some(50))).await;
+    let before = term(leader);
+    assert_eq!(cluster.node(leader).hand_over(shard, to).await, Ok(true), "the handover completes");
+    cluster.wait_until("every node sees the new leader", WAIT, |c| c.leader_of(shard) == Some(to)).await;
+    assert_eq!(term(to), before + 1, "one election, won at the first try");
+    let more = cluster.node(to).replica(shard).and_then(|r| r.raft.metrics().borrow().last_log_index).unwrap_or(0) + 50;
+    cluster.wait_until("appends go on through the new leader", WAIT, |c| c.node(to).replica(shard).is_some_and(|r| r.raft.metrics().borrow().last_log_index > Some(more))).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let (conv, seqs) = w.await.expect("writer");
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "acknowledged seqs of {conv:?}");
+        cluster.wait_until("every replica holds every acknowledged append", WAIT, |c| (1..=3).all(|n| c.messages(n, shard, conv).len() == seqs.len())).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_restart_keeps_messages_cursors_and_conversations() {
     let shards = 8;

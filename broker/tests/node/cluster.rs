@@ -103,6 +103,8 @@ fn three_processes_form_a_cluster_survive_a_kill_9_take_the_node_back_and_hand_o
     nodes[2] = Node::start(dirs[2].path(), &[&common[..], &["--node-id", "3", "--peer-addr", &peer3]].concat());
     wait_settled("node 3 is back with every shard's leader known", &nodes[2], &nodes, &[1, 2, 3], 3);
     wait_until("no replica lags", WAIT, || no_lag(&nodes[0]));
+    // The leaders of the shards node 3 is the preferred replica of hand them back.
+    wait_until("node 3 leads shards again", WAIT, || leaders(&nodes[0]).iter().any(|(id, n)| *id == 3 && *n > 0));
     for n in &nodes {
         n.assert_no_panic();
     }
@@ -262,6 +264,8 @@ pub(crate) struct Written {
     conversation: switchboard_protocol::ConversationId,
     sent: u64,
     pub(crate) longest: Duration,
+    /// When that longest wait began, measured from the start of the traffic.
+    longest_from: Duration,
     pub(crate) logins: u64,
     /// The visitor's identity, to resume as the same visitor later.
     welcome: switchboard_protocol::Welcome,
@@ -271,7 +275,7 @@ pub(crate) struct Written {
 /// other `addrs` in turn, and resends what was not accepted with the same id) writes `v{visitor}-m{n}` every 20 ms
 /// until `stop` (at most 20 000 messages), each only after the previous one was
 /// accepted.
-async fn write_until(addrs: Vec<std::net::SocketAddr>, tenant: switchboard_protocol::TenantId, visitor: u32, stop: Arc<AtomicBool>, progress: Arc<AtomicU64>) -> Written {
+async fn write_until(addrs: Vec<std::net::SocketAddr>, tenant: switchboard_protocol::TenantId, visitor: u32, began: Instant, stop: Arc<AtomicBool>, progress: Arc<AtomicU64>) -> Written {
     use switchboard_client::{ConnectOptions, Event, ReconnectPolicy, Session, SessionConfig};
     let mut config = SessionConfig::new(ConnectOptions::tcp(addrs[0]), Auth::Anonymous { tenant });
     config.alternate_addrs = addrs[1..].to_vec();
@@ -279,7 +283,7 @@ async fn write_until(addrs: Vec<std::net::SocketAddr>, tenant: switchboard_proto
     config.first_client_msg_id = Some(1);
     let mut session = Session::connect(config).await.expect("visitor connects");
     let handle = session.handle();
-    let (mut conversation, mut sent, mut longest) = (None, 0u64, Duration::ZERO);
+    let (mut conversation, mut sent, mut longest, mut longest_from) = (None, 0u64, Duration::ZERO, Duration::ZERO);
     while !stop.load(Ordering::Acquire) && sent < 20_000 {
         let n = sent + 1;
         let started = Instant::now();
@@ -296,14 +300,16 @@ async fn write_until(addrs: Vec<std::net::SocketAddr>, tenant: switchboard_proto
                 _ => {}
             }
         }
-        longest = longest.max(started.elapsed());
+        if started.elapsed() > longest {
+            (longest, longest_from) = (started.elapsed(), started - began);
+        }
         sent = n;
         progress.fetch_add(1, Ordering::AcqRel);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (logins, welcome) = (session.stats().logins, session.welcome());
     session.shutdown().await;
-    Written { conversation: conversation.expect("at least one message"), sent, longest, logins, welcome }
+    Written { conversation: conversation.expect("at least one message"), sent, longest, longest_from, logins, welcome }
 }
 
 /// Every message of `conversation`, read through `node`'s API.
@@ -343,6 +349,7 @@ pub(crate) struct Traffic {
     stop: Arc<AtomicBool>,
     progress: Arc<AtomicU64>,
     writers: Vec<tokio::task::JoinHandle<Written>>,
+    began: Instant,
 }
 
 impl Traffic {
@@ -352,16 +359,23 @@ impl Traffic {
     pub(crate) fn start(nodes: &[Node], tenant: switchboard_protocol::TenantId, visitors: u32) -> Traffic {
         let (stop, progress) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
         let addrs: Vec<std::net::SocketAddr> = nodes.iter().map(|n| n.tcp).collect();
+        let began = Instant::now();
         let writers = (0..visitors)
             .map(|v| {
                 let mut mine = addrs.clone();
                 mine.rotate_left(v as usize % addrs.len());
-                tokio::spawn(write_until(mine, tenant, v, stop.clone(), progress.clone()))
+                tokio::spawn(write_until(mine, tenant, v, began, stop.clone(), progress.clone()))
             })
             .collect();
-        let traffic = Traffic { stop, progress, writers };
+        let traffic = Traffic { stop, progress, writers, began };
         traffic.goes_on("the visitors are writing", 100);
         traffic
+    }
+
+    /// How long the traffic has been running (to place an event among the waits
+    /// [`Traffic::stop`] reports).
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.began.elapsed()
     }
 
     /// Waits until `more` further messages have been accepted.
@@ -378,9 +392,14 @@ impl Traffic {
             written.push(w.await.expect("writer"));
         }
         let total: u64 = written.iter().map(|w| w.sent).sum();
-        let longest = written.iter().map(|w| w.longest).max().unwrap_or_default();
+        let (v, slowest) = written.iter().enumerate().max_by_key(|(_, w)| w.longest).expect("at least one writer");
         let logins: Vec<u64> = written.iter().map(|w| w.logins).collect();
-        eprintln!("{total} messages accepted in {} conversations; the longest any conversation waited for an acceptance: {longest:?}; logins per visitor {logins:?}", written.len());
+        eprintln!(
+            "{total} messages accepted in {} conversations; the longest any conversation waited for an acceptance: {:?} (visitor {v}, from {:?} into the traffic); logins per visitor {logins:?}",
+            written.len(),
+            slowest.longest,
+            slowest.longest_from
+        );
         written
     }
 }

@@ -40,6 +40,7 @@ async fn a_kill_9_of_the_tenants_home_moves_the_tenant_and_loses_nothing() {
     // The home dies with the tenant's router, its sessions and the relays to it.
     nodes[0].kill9();
     let killed = Instant::now();
+    eprintln!("node 1 killed {:?} into the traffic", traffic.elapsed());
     let mut home = None;
     wait_until_or(
         "another node takes the tenant over",
@@ -83,9 +84,11 @@ async fn a_kill_9_of_the_tenants_home_moves_the_tenant_and_loses_nothing() {
     // The old home comes back: it lets the tenant go and relays its clients.
     let (peer, tcp) = (nodes[0].peer.to_string(), nodes[0].tcp.to_string());
     nodes[0] = Node::start(dirs[0].path(), &["--shards", "8", "--node-id", "1", "--peer-addr", &peer, "--tcp-addr", &tcp]);
+    eprintln!("node 1 back {:?} into the traffic", traffic.elapsed());
     wait_until("the old home points to the new one", WAIT, || api_status(&nodes[0], &tenant) == 421);
     traffic.goes_on("traffic goes on with the old home back", 100);
     let written = traffic.stop().await;
+    for i in 1..3 { std::fs::write(format!("/tmp/hf-node{}.log", i+1), nodes[i].log()).unwrap(); }
     assert_read_back(&nodes, &tenant, &written);
     for n in &nodes {
         n.assert_no_panic();
