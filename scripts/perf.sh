@@ -9,6 +9,8 @@
 #   scripts/perf.sh chat RATE [VISITORS AGENTS SECONDS]   durable chat (default 1000 visitors, 50 agents, 20 s)
 #   scripts/perf.sh idle-cluster [NODES SECONDS]   CPU of an idle N-node cluster, 64 shards x 3
 #                                                 (default 3 nodes, 60 s; deploy/local-cluster.sh)
+#   scripts/perf.sh chat-cluster RATE [VISITORS AGENTS SECONDS]   durable chat on a 3-process
+#                                                 cluster (clients spread over the nodes)
 #   scripts/perf.sh all
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$SWITCHBOARD_ROOT"
@@ -54,9 +56,9 @@ run() { # name, loadtest args...
     return $rc
 }
 
-idle_cluster() { # nodes, seconds
-    local dir
-    dir="$(mktemp -d)"
+start_cluster() { # nodes; sets CLUSTER_DIR
+    CLUSTER_DIR="$(mktemp -d)"
+    local dir="$CLUSTER_DIR"
     export SB_CLUSTER_DIR="$dir" SB_BIN="$BIN/switchboard" SB_BASE_PORT=27000 SB_NODE_ARGS="--log warn"
     trap "deploy/local-cluster.sh stop >/dev/null; rm -rf '$dir'" EXIT
     deploy/local-cluster.sh start "$1" >&2
@@ -81,7 +83,11 @@ PY
         sleep 0.5
     done
     deploy/local-cluster.sh status >&2
-    python3 - "$dir" "$1" "$2" "$OUT/idle-cluster.json" <<'PY'
+}
+
+idle_cluster() { # nodes, seconds
+    start_cluster "$1"
+    python3 - "$CLUSTER_DIR" "$1" "$2" "$OUT/idle-cluster.json" <<'PY'
 import json, os, sys, time
 d, nodes, secs, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 pids = [int(open(f"{d}/node-{n}/pid").read()) for n in range(1, nodes + 1)]
@@ -103,8 +109,29 @@ print(json.dumps(result, indent=2))
 PY
 }
 
+chat_cluster() { # rate, visitors, agents, seconds
+    start_cluster 3
+    local name="chat-cluster-$1"
+    local leaders_before
+    leaders_before="$(leaders)"
+    echo "== $name: loadtest chat against 3 nodes (tenant on node 1; clients round-robin over the nodes)" >&2
+    SWITCHBOARD_ADMIN_TOKEN="$(cat "$CLUSTER_DIR/admin-token")" "$BIN/loadtest" chat --transport tcp \
+        --rate "$1" --visitors "$2" --agents "$3" --duration "$4s" \
+        --admin-url "http://127.0.0.1:27010" --target 127.0.0.1:27011,127.0.0.1:27021,127.0.0.1:27031 \
+        --json "$OUT/$name.json"
+    local rc=$?
+    # Shards led per node before and after: a change means elections during the run.
+    echo "shards led per node before the run: $leaders_before; after: $(leaders)" | tee -a "$OUT/$name.leaders" >&2
+    return $rc
+}
+
+leaders() {
+    deploy/local-cluster.sh status --json 2>/dev/null | python3 -c "import json,sys; print([n['leads'] for n in json.load(sys.stdin)['nodes']])"
+}
+
 case "${1:-all}" in
     idle-cluster) idle_cluster "${2:-3}" "${3:-60}" ;;
+    chat-cluster) chat_cluster "${2:?rate}" "${3:-1000}" "${4:-50}" "${5:-20}" ;;
     idle-tcp) run idle-tcp idle --transport tcp --connections "${2:-19000}" --duration 20s ;;
     idle-quic) run idle-quic idle --transport quic --connections "${2:-10000}" --duration 20s ;;
     connect) run connect connect --transport tcp --connections "${2:-10000}" --concurrency 64 ;;

@@ -187,7 +187,7 @@ impl ClusterNode {
             let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
             m.replication
                 .as_ref()
-                .and_then(|r| r.iter().filter(|(n, _)| **n != self.id() && voters.contains(n)).max_by_key(|(n, matched)| (matched.map(|l| l.index).unwrap_or(0).min(last), std::cmp::Reverse(**n))).map(|(n, _)| *n))
+                .and_then(|r| r.iter().filter(|(n, _)| **n != self.id() && voters.contains(n) && !self.silent.contains_key(n)).max_by_key(|(n, matched)| (matched.map(|l| l.index).unwrap_or(0).min(last), std::cmp::Reverse(**n))).map(|(n, _)| *n))
         };
         let mut out = Vec::new();
         let control = self.control().metrics().borrow().clone();

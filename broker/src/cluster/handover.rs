@@ -66,7 +66,9 @@ impl ClusterNode {
         if !m.membership_config.membership().voter_ids().any(|v| v == preferred) {
             return;
         }
-        let active = self.tables().nodes().map(|n| n.iter().any(|n| n.id == preferred && n.state == NodeState::Active)).unwrap_or(false);
+        // Not to a node that does not answer: the handover would hold writes back
+        // for nothing.
+        let active = !self.silent.contains_key(&preferred) && self.tables().nodes().map(|n| n.iter().any(|n| n.id == preferred && n.state == NodeState::Active)).unwrap_or(false);
         let behind = super::node::lag(m.last_log_index, m.replication.as_ref()).get(&preferred).copied();
         if !active || behind.is_none_or(|b| b > CLOSE_ENOUGH) {
             return;

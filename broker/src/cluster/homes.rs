@@ -10,7 +10,7 @@
 
 use super::node::ClusterNode;
 use super::rpc::{PeerRequest, PeerResponse};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_protocol::TenantId;
@@ -27,20 +27,19 @@ impl ClusterNode {
     /// Runs until the node stops: probes the other nodes and, as control-plane
     /// leader, moves the tenants of nodes that stopped answering.
     pub(super) async fn watch_homes(self: Arc<Self>) {
-        let mut failing: HashMap<NodeId, Instant> = HashMap::new();
         let mut stop = self.stop.subscribe();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(PROBE_EVERY) => {}
                 _ = stop.changed() => return,
             }
-            if let Err(e) = self.probe_and_move(&mut failing).await {
+            if let Err(e) = self.probe_and_move().await {
                 tracing::debug!(error = %e, "watching tenant homes");
             }
         }
     }
 
-    async fn probe_and_move(self: &Arc<Self>, failing: &mut HashMap<NodeId, Instant>) -> Result<(), String> {
+    async fn probe_and_move(self: &Arc<Self>) -> Result<(), String> {
         if self.shard_count().is_none() {
             return Ok(());
         }
@@ -57,17 +56,17 @@ impl ClusterNode {
         for probe in probes {
             let Ok((id, answered)) = probe.await else { continue };
             if answered {
-                failing.remove(&id);
+                self.silent.remove(&id);
             } else {
-                failing.entry(id).or_insert_with(Instant::now);
+                self.silent.entry(id).or_insert_with(Instant::now);
             }
         }
-        failing.retain(|id, _| nodes.iter().any(|n| n.id == *id));
+        self.silent.retain(|id, _| nodes.iter().any(|n| n.id == *id));
         if !self.is_control_leader() {
             return Ok(());
         }
-        let down: BTreeSet<NodeId> = failing.iter().filter(|(_, since)| since.elapsed() >= DOWN_AFTER).map(|(id, _)| *id).collect();
-        let moves = self.plan_moves(&nodes, &down, failing)?;
+        let down: BTreeSet<NodeId> = self.silent.iter().filter(|e| e.value().elapsed() >= DOWN_AFTER).map(|e| *e.key()).collect();
+        let moves = self.plan_moves(&nodes, &down)?;
         if moves.is_empty() {
             return Ok(());
         }
@@ -80,7 +79,7 @@ impl ClusterNode {
     /// A new home for every tenant of a node that is `down`, draining or not in the
     /// node table: an active replica of the tenant's shard that answers, its leader
     /// if this node knows it.
-    fn plan_moves(&self, nodes: &[NodeRecord], down: &BTreeSet<NodeId>, failing: &HashMap<NodeId, Instant>) -> Result<Vec<TenantMove>, String> {
+    fn plan_moves(&self, nodes: &[NodeRecord], down: &BTreeSet<NodeId>) -> Result<Vec<TenantMove>, String> {
         let Some(shard_count) = self.shard_count() else { return Ok(Vec::new()) };
         let state = |id: NodeId| nodes.iter().find(|n| n.id == id).map(|n| n.state);
         let leaving = |id: NodeId| down.contains(&id) || !matches!(state(id), Some(NodeState::Active | NodeState::Joining));
@@ -98,7 +97,7 @@ impl ClusterNode {
         for p in tenants {
             let shard = placement::tenant_shard(TenantId(p.tenant), shard_count);
             let Some(record) = shards.iter().find(|s| s.shard == shard) else { continue };
-            let live: Vec<NodeId> = record.replicas.iter().copied().filter(|n| !failing.contains_key(n) && state(*n) == Some(NodeState::Active)).collect();
+            let live: Vec<NodeId> = record.replicas.iter().copied().filter(|n| !self.silent.contains_key(n) && state(*n) == Some(NodeState::Active)).collect();
             let leader = self.replica(shard).and_then(|r| r.raft.metrics().borrow().current_leader);
             let to = leader.filter(|l| live.contains(l)).or_else(|| live.first().copied());
             match to {

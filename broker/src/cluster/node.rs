@@ -122,6 +122,8 @@ pub struct ClusterNode {
     opening: tokio::sync::Mutex<()>,
     reconfiguring: DashSet<u32>,
     pub(super) handovers: super::handover::Handovers,
+    /// Nodes that have failed every probe (`cluster::homes`), since when.
+    pub(super) silent: DashMap<NodeId, Instant>,
     /// When each shard's membership was last asked of its new members.
     pub(super) membership_checks: DashMap<u32, Instant>,
     /// Handing its leaderships off before stopping: claims none.
@@ -193,6 +195,7 @@ impl ClusterNode {
             opening: tokio::sync::Mutex::new(()),
             reconfiguring: DashSet::new(),
             handovers: Default::default(),
+            silent: DashMap::new(),
             leaving: Default::default(),
             membership_checks: DashMap::new(),
             listener: Mutex::new(listener),
