@@ -44,6 +44,7 @@ pub(super) struct Handovers {
     led_since: DashMap<u32, (u64, Instant)>,
     /// When a handover of each shard was last started.
     last: DashMap<u32, Instant>,
+    /// Shards with a handover under way.
     running: DashSet<u32>,
 }
 
