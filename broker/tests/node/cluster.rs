@@ -395,8 +395,10 @@ impl Traffic {
         let (v, slowest) = written.iter().enumerate().max_by_key(|(_, w)| w.longest).expect("at least one writer");
         let logins: Vec<u64> = written.iter().map(|w| w.logins).collect();
         eprintln!(
-            "{total} messages accepted in {} conversations; the longest any conversation waited for an acceptance: {:?} (visitor {v}, from {:?} into the traffic); logins per visitor {logins:?}",
+            "{total} messages accepted in {} conversations over {:.1?} ({:.0}/s); the longest any conversation waited for an acceptance: {:?} (visitor {v}, from {:?} into the traffic); logins per visitor {logins:?}",
             written.len(),
+            self.began.elapsed(),
+            total as f64 / self.began.elapsed().as_secs_f64(),
             slowest.longest,
             slowest.longest_from
         );
@@ -494,7 +496,7 @@ async fn a_kill_9_under_traffic_loses_and_repeats_no_accepted_message() {
     wait_until("node 2 leads some shards", WAIT, || leaders(&nodes[0]).iter().any(|(id, n)| *id == 2 && *n > 0));
     // The tenant lives on node 1; its visitors are on all three nodes.
     let tenant = create_tenant(&nodes[0], "acme");
-    let traffic = Traffic::start(&nodes, tenant.id, 12);
+    let traffic = Traffic::start(&nodes, tenant.id, 30);
     traffic.goes_on("the visitors are writing", 100);
 
     // Node 2 dies mid-traffic with the leaderships it holds and the connections of a
