@@ -18,6 +18,8 @@ pub const FORWARDED: &str = "switchboard_forwarded_connections_total";
 pub const FORWARDED_OPEN: &str = "switchboard_forwarded_connections";
 /// Counter: tenants this node took over from a home that stopped answering, by result.
 pub const TENANT_TAKEOVERS: &str = "switchboard_tenant_takeovers_total";
+/// Counter: shard leaderships this node handed to another voter, by `result`.
+pub const HANDOVERS: &str = "switchboard_raft_handovers_total";
 /// Counter: logins, by `kind` (visitor, agent) and `result` (ok, rejected).
 pub const LOGINS: &str = "switchboard_logins_total";
 /// Counter: messages made durable and acknowledged.
@@ -92,6 +94,7 @@ fn describe() {
     describe_counter!(FORWARDED, "Clients relayed to the node serving their tenant, by result.");
     describe_gauge!(FORWARDED_OPEN, "Client connections being relayed to the node serving their tenant.");
     describe_counter!(TENANT_TAKEOVERS, "Tenants this node took over after their home stopped answering, by result.");
+    describe_counter!(HANDOVERS, "Shard leaderships this node handed to another voter (to the preferred replica, or before stopping), by result.");
     describe_counter!(LOGINS, "Login attempts by kind and result.");
     describe_counter!(MESSAGES_ACCEPTED, "Chat messages made durable and acknowledged.");
     describe_counter!(MESSAGES_DUPLICATE, "Resent chat messages answered with their original sequence number.");

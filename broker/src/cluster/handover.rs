@@ -106,6 +106,11 @@ impl ClusterNode {
         }
         let result = self.hand_over_once(shard, to).await;
         self.handovers.running.remove(&shard);
+        match &result {
+            Ok(true) => ::metrics::counter!(crate::metrics::HANDOVERS, "result" => "ok").increment(1),
+            Err(_) => ::metrics::counter!(crate::metrics::HANDOVERS, "result" => "failed").increment(1),
+            Ok(false) => {}
+        }
         result
     }
 

@@ -16,9 +16,7 @@ fn assignments(node: &Node, tenant: &Tenant) -> BTreeMap<u64, Value> {
 }
 
 fn takeovers(node: &Node) -> u64 {
-    let text = ureq::get(&node.url("/metrics")).call().map(|r| r.into_string().unwrap_or_default()).unwrap_or_default();
-    let line = text.lines().find(|l| l.starts_with("switchboard_tenant_takeovers_total{result=\"ok\"}"));
-    line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64
+    counter(node, "switchboard_tenant_takeovers_total{result=\"ok\"}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
