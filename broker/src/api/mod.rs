@@ -119,8 +119,12 @@ impl Caller {
     }
 }
 
-/// `Misdirected` if another node serves `tenant`.
+/// `Misdirected` if another node serves `tenant`; `Unavailable` while this node is
+/// cut off from the cluster (its tenants are moving to the majority).
 fn misdirected(state: &ApiState, tenant: TenantId) -> Result<(), ApiError> {
+    if state.cluster.is_cut_off() {
+        return Err(ApiError::Unavailable("this node is cut off from the rest of the cluster; send the call to another node".into()));
+    }
     match state.cluster.remote_home(tenant)? {
         Some(home) => Err(ApiError::Misdirected(format!(
             "tenant {} is served by node {} (clients: {}); send its API calls to that node",

@@ -6,7 +6,9 @@
 //! shard (which holds the tenant's records, see `cluster::records`), preferring
 //! that shard's leader, with its placement epoch bumped. The new home then takes
 //! the tenant over (`cluster::takeover`). The tenants of a draining node, or of one
-//! no longer in the node table, move the same way.
+//! no longer in the node table, move the same way. The probes also tell a node
+//! when it is the one cut off (it cannot reach a quorum of the control plane): it
+//! then lets its tenants go and sends clients to other nodes.
 
 use super::node::ClusterNode;
 use super::rpc::{PeerRequest, PeerResponse};
@@ -62,6 +64,7 @@ impl ClusterNode {
             }
         }
         self.silent.retain(|id, _| nodes.iter().any(|n| n.id == *id));
+        self.note_cut_off();
         if !self.is_control_leader() {
             return Ok(());
         }
@@ -74,6 +77,39 @@ impl ClusterNode {
         self.control_write(ControlCommand::MoveTenants(moves)).await?;
         tracing::warn!(?down, tenants = count, "moved the tenants of nodes that stopped answering, drain or are gone");
         Ok(())
+    }
+
+    /// Whether this node is cut off: a quorum of the control plane's voters, itself
+    /// included, cannot be reached because enough of the others have failed every
+    /// probe for [`DOWN_AFTER`]. The majority moves this node's tenants after as long
+    /// a silence; a cut-off node lets them go in step (`cluster::takeover`) and sends
+    /// new clients elsewhere (`session::forward`).
+    fn note_cut_off(&self) {
+        let voters: Vec<NodeId> = self.control().metrics().borrow().membership_config.membership().voter_ids().collect();
+        let reachable = voters.iter().filter(|v| **v == self.id() || !self.silent.get(v).is_some_and(|s| s.elapsed() >= DOWN_AFTER)).count();
+        let cut = voters.len() > 1 && reachable <= voters.len() / 2;
+        self.cut_off.send_if_modified(|was| {
+            if *was == cut {
+                return false;
+            }
+            if cut {
+                tracing::warn!(reachable, voters = voters.len(), "cut off from a quorum of the cluster: letting this node's tenants go");
+            } else {
+                tracing::warn!(reachable, voters = voters.len(), "in touch with a quorum of the cluster again");
+            }
+            *was = cut;
+            true
+        });
+    }
+
+    /// True while this node cannot reach a quorum of the control plane.
+    pub fn is_cut_off(&self) -> bool {
+        *self.cut_off.borrow()
+    }
+
+    /// Changes of [`ClusterNode::is_cut_off`].
+    pub fn cut_off_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.cut_off.subscribe()
     }
 
     /// A new home for every tenant of a node that is `down`, draining or not in the

@@ -124,6 +124,8 @@ pub struct ClusterNode {
     pub(super) handovers: super::handover::Handovers,
     /// Nodes that have failed every probe (`cluster::homes`), since when.
     pub(super) silent: DashMap<NodeId, Instant>,
+    /// True while this node cannot reach a quorum of the control plane (`cluster::homes`).
+    pub(super) cut_off: watch::Sender<bool>,
     /// When each shard's membership was last asked of its new members.
     pub(super) membership_checks: DashMap<u32, Instant>,
     /// Handing its leaderships off before stopping: claims none.
@@ -196,6 +198,7 @@ impl ClusterNode {
             reconfiguring: DashSet::new(),
             handovers: Default::default(),
             silent: DashMap::new(),
+            cut_off: watch::channel(false).0,
             leaving: Default::default(),
             membership_checks: DashMap::new(),
             listener: Mutex::new(listener),

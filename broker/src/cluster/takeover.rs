@@ -15,6 +15,10 @@
 //! (retryable). Letting a tenant go drops it from the directory, stops its router,
 //! and tells its sessions to go away (they reconnect and are relayed to the new home).
 //!
+//! While this node is cut off from a quorum (`cluster::homes`), it lets go of every
+//! tenant it is home to the same way, since the majority moves them; once back in
+//! touch it takes over again those that did not move.
+//!
 //! A tenant whose home is this node at epoch 0 (never moved) is trusted as the
 //! store has it; one at a higher epoch is taken over again after every start, so a
 //! record replicated but not yet written locally before a crash is not missed.
@@ -23,7 +27,7 @@ use super::node::ClusterNode;
 use crate::context::Ctx;
 use crate::routing::Directory;
 use crate::session::SessionEvent;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_protocol::TenantId;
@@ -37,35 +41,62 @@ const CATCH_UP: Duration = Duration::from_secs(10);
 /// Runs until `stop`: reconciles on every change of the tables, and every second
 /// (to retry a takeover that failed).
 pub async fn run(ctx: Ctx, node: Arc<ClusterNode>, mut stop: watch::Receiver<bool>) {
-    let mut changes = node.changes();
-    let mut taken: HashMap<TenantId, u64> = HashMap::new();
+    let (mut changes, mut cut_off) = (node.changes(), node.cut_off_changes());
+    let mut tenants = Tenants::default();
     loop {
-        if let Err(e) = reconcile(&ctx, &node, &mut taken).await {
+        if let Err(e) = reconcile(&ctx, &node, &mut tenants).await {
             tracing::warn!(error = %e, "reconciling this node's tenants");
         }
         tokio::select! {
             _ = changes.changed() => {}
+            _ = cut_off.changed() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }
 }
 
-async fn reconcile(ctx: &Ctx, node: &Arc<ClusterNode>, taken: &mut HashMap<TenantId, u64>) -> Result<(), String> {
+/// What the loop knows of this node's tenants.
+#[derive(Default)]
+struct Tenants {
+    /// Tenants taken over here, at the epoch they were taken at.
+    taken: HashMap<TenantId, u64>,
+    /// Tenants let go while this node was cut off, to serve again once it is not
+    /// (unless they moved meanwhile).
+    released: HashSet<TenantId>,
+}
+
+async fn reconcile(ctx: &Ctx, node: &Arc<ClusterNode>, state: &mut Tenants) -> Result<(), String> {
     let placements = node.off_thread(|n| n.tables().tenants()).await?.map_err(|e| e.to_string())?;
     let me = node.id();
+    if node.is_cut_off() {
+        // The majority moves these tenants away; their clients must go there too.
+        for p in placements.iter().filter(|p| p.home == me) {
+            let tenant = TenantId(p.tenant);
+            state.taken.remove(&tenant);
+            if ctx.directory.tenant(tenant).is_some() {
+                let sessions = release(ctx, tenant, "this node is cut off from the rest of the cluster; reconnect to another node");
+                state.released.insert(tenant);
+                tracing::warn!(tenant = tenant.0, sessions, "let the tenant go: this node is cut off");
+            }
+        }
+        return Ok(());
+    }
+    let Tenants { taken, released } = state;
     for p in &placements {
         let tenant = TenantId(p.tenant);
         if p.home != me {
             taken.remove(&tenant);
+            released.remove(&tenant);
             if ctx.directory.tenant(tenant).is_some() {
                 let_go(ctx, tenant, p.home);
             }
-        } else if p.epoch > 0 && taken.get(&tenant) != Some(&p.epoch) {
+        } else if (p.epoch > 0 || released.contains(&tenant)) && taken.get(&tenant) != Some(&p.epoch) {
             let started = Instant::now();
             match take_over(ctx, node, tenant, p.epoch).await {
                 Ok(records) => {
                     taken.insert(tenant, p.epoch);
+                    released.remove(&tenant);
                     ::metrics::counter!(crate::metrics::TENANT_TAKEOVERS, "result" => "ok").increment(1);
                     tracing::info!(tenant = tenant.0, epoch = p.epoch, records, took_ms = started.elapsed().as_millis() as u64, "took the tenant over");
                 }
@@ -81,13 +112,20 @@ async fn reconcile(ctx: &Ctx, node: &Arc<ClusterNode>, taken: &mut HashMap<Tenan
 
 /// Drops `tenant`, now served by `home`, from this node.
 fn let_go(ctx: &Ctx, tenant: TenantId, home: NodeId) {
+    let sessions = release(ctx, tenant, &format!("tenant {} is served by node {home} now; reconnect", tenant.0));
+    tracing::info!(tenant = tenant.0, home, sessions, "let the tenant go to its new home");
+}
+
+/// Drops `tenant` from the directory, stops its router and sends its sessions
+/// `GoAway` with `reason`; the number of sessions told.
+fn release(ctx: &Ctx, tenant: TenantId, reason: &str) -> usize {
     ctx.directory.remove_tenant(tenant);
     ctx.routers.retire(tenant);
     let sessions = ctx.registry.of_tenant(tenant);
     for s in &sessions {
-        s.do_send(SessionEvent::GoAway { reason: format!("tenant {} is served by node {home} now; reconnect", tenant.0) });
+        s.do_send(SessionEvent::GoAway { reason: reason.to_string() });
     }
-    tracing::info!(tenant = tenant.0, home, sessions = sessions.len(), "let the tenant go to its new home");
+    sessions.len()
 }
 
 /// Takes `tenant` over at `epoch`; the number of records copied.

@@ -28,12 +28,14 @@ pub(super) async fn remote_home(ctx: &Ctx, hello: &Hello) -> Result<Option<Remot
     let (Some(cluster), Some(tenant)) = (ctx.cluster.as_ref(), tenant_of_auth(&hello.auth)) else {
         return Ok(None);
     };
+    if cluster.is_cut_off() {
+        return Err("this node is cut off from the rest of the cluster; connect to another node".into());
+    }
     match cluster.locate_tenant(tenant).await.map_err(|e| format!("cannot tell which node serves tenant {} now: {e}", tenant.0))? {
         Home::Remote(home) => Ok(Some(home)),
-        // Moved here, and not loaded yet.
-        Home::Here { epoch } if epoch > 0 && ctx.directory.tenant(tenant).is_none() => {
-            Err(format!("tenant {} is being taken over by this node; retry in a moment", tenant.0))
-        }
+        // Placed here but not loaded: being taken over (moved here, or served again
+        // after this node was cut off), or just created.
+        Home::Here { .. } if ctx.directory.tenant(tenant).is_none() => Err(format!("tenant {} is being taken over by this node; retry in a moment", tenant.0)),
         Home::Here { .. } | Home::Unknown => Ok(None),
     }
 }

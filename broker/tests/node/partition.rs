@@ -15,32 +15,53 @@ fn ip(args: &[&str]) {
     assert!(out.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
 }
 
-/// Three namespaces on one bridge; everything is deleted on drop.
+/// Three namespaces on a bridge that carries everything, or (`split`) on two
+/// bridges: one for clients and one for the peer link. Everything is deleted on drop.
 struct Net {
     tag: String,
+    /// Client (and, unless split, peer) addresses: `{subnet}.{i}`.
     subnet: String,
+    /// Peer-link addresses when split.
+    peer_subnet: Option<String>,
 }
 
 impl Net {
-    fn new() -> Net {
+    /// `kind` keeps the interface names of tests running at once apart, `octet` their
+    /// subnets (`10.{octet}.x.0/24`, and `10.{octet + 1}.x.0/24` for the peer link).
+    fn new(kind: char, octet: u8, split: bool) -> Net {
         let pid = std::process::id();
-        let net = Net { tag: format!("sb{}", pid % 100_000), subnet: format!("10.213.{}", pid % 250) };
-        let bridge = net.bridge();
-        ip(&["link", "add", &bridge, "type", "bridge"]);
-        ip(&["addr", "add", &format!("{}.254/24", net.subnet), "dev", &bridge]);
-        ip(&["link", "set", &bridge, "up"]);
-        for i in 1..=3 {
-            let (ns, outside, inside) = (net.ns(i), net.veth(i), format!("{}p", net.veth(i)));
-            ip(&["netns", "add", &ns]);
-            ip(&["link", "add", &outside, "type", "veth", "peer", "name", &inside]);
-            ip(&["link", "set", &inside, "netns", &ns]);
-            ip(&["-n", &ns, "addr", "add", &format!("{}/24", net.addr(i)), "dev", &inside]);
-            ip(&["-n", &ns, "link", "set", &inside, "up"]);
-            ip(&["-n", &ns, "link", "set", "lo", "up"]);
-            ip(&["link", "set", &outside, "master", &bridge]);
-            ip(&["link", "set", &outside, "up"]);
+        let net = Net {
+            tag: format!("sb{}{kind}", pid % 100_000),
+            subnet: format!("10.{octet}.{}", pid % 250),
+            peer_subnet: split.then(|| format!("10.{}.{}", octet + 1, pid % 250)),
+        };
+        net.bridge_up(&net.bridge(), &net.subnet, "v");
+        if let Some(peer) = &net.peer_subnet {
+            net.bridge_up(&format!("{}pb", net.tag), peer, "w");
         }
         net
+    }
+
+    /// A bridge on `subnet` (this namespace is `.254` on it) with a veth pair
+    /// `{tag}{prefix}{i}` into each node's namespace.
+    fn bridge_up(&self, bridge: &str, subnet: &str, prefix: &str) {
+        ip(&["link", "add", bridge, "type", "bridge"]);
+        ip(&["addr", "add", &format!("{subnet}.254/24"), "dev", bridge]);
+        ip(&["link", "set", bridge, "up"]);
+        for i in 1..=3 {
+            let (ns, outside) = (self.ns(i), format!("{}{prefix}{i}", self.tag));
+            let inside = format!("{outside}p");
+            if prefix == "v" {
+                ip(&["netns", "add", &ns]);
+                ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            }
+            ip(&["link", "add", &outside, "type", "veth", "peer", "name", &inside]);
+            ip(&["link", "set", &inside, "netns", &ns]);
+            ip(&["-n", &ns, "addr", "add", &format!("{subnet}.{i}/24"), "dev", &inside]);
+            ip(&["-n", &ns, "link", "set", &inside, "up"]);
+            ip(&["link", "set", &outside, "master", bridge]);
+            ip(&["link", "set", &outside, "up"]);
+        }
     }
 
     fn bridge(&self) -> String {
@@ -51,54 +72,76 @@ impl Net {
         format!("{}n{i}", self.tag)
     }
 
-    fn veth(&self, i: usize) -> String {
-        format!("{}v{i}", self.tag)
-    }
-
-    /// Node `i`'s address.
+    /// Node `i`'s client address.
     fn addr(&self, i: usize) -> String {
         format!("{}.{i}", self.subnet)
     }
 
-    /// Cuts (or restores) node `i`'s only link.
+    /// Node `i`'s peer-link address.
+    fn peer_addr(&self, i: usize) -> String {
+        format!("{}.{i}", self.peer_subnet.as_ref().unwrap_or(&self.subnet))
+    }
+
+    /// Cuts (or restores) node `i`'s client link (its only link unless split).
     fn link(&self, i: usize, up: bool) {
-        ip(&["link", "set", &self.veth(i), if up { "up" } else { "down" }]);
+        ip(&["link", "set", &format!("{}v{i}", self.tag), if up { "up" } else { "down" }]);
+    }
+
+    /// Cuts (or restores) node `i`'s peer link (split only).
+    fn peer_link(&self, i: usize, up: bool) {
+        ip(&["link", "set", &format!("{}w{i}", self.tag), if up { "up" } else { "down" }]);
+    }
+
+    /// Three nodes, one in each namespace, node 1 the seed.
+    fn start_nodes(&self, dirs: &[tempfile::TempDir]) -> Vec<Node> {
+        (1..=3)
+            .map(|i| {
+                // Fixed ports are safe here: each namespace has its own port space.
+                let (a, p) = (self.addr(i), self.peer_addr(i));
+                let (http, tcp, quic, peer, seed) = (format!("{a}:7080"), format!("{a}:7000"), format!("{a}:7001"), format!("{p}:7002"), format!("{}:7002", self.peer_addr(1)));
+                let id = i.to_string();
+                let mut args = vec!["--shards", "8", "--node-id", &id, "--http-addr", &http, "--tcp-addr", &tcp, "--quic-addr", &quic, "--peer-addr", &peer];
+                // Clients notice a silent link within seconds.
+                args.extend(["--tcp-heartbeat-secs", "1"]);
+                if i > 1 {
+                    args.extend(["--seeds", &seed]);
+                }
+                Node::start_in(Some(&self.ns(i)), dirs[i - 1].path(), &args)
+            })
+            .collect()
     }
 }
 
 impl Drop for Net {
     fn drop(&mut self) {
         for i in 1..=3 {
-            // Deleting a namespace deletes its end of the veth pair, and so the pair.
+            // Deleting a namespace deletes its ends of the veth pairs, and so the pairs.
             let _ = Command::new("ip").args(["netns", "del", &self.ns(i)]).output();
         }
         let _ = Command::new("ip").args(["link", "del", &self.bridge()]).output();
+        let _ = Command::new("ip").args(["link", "del", &format!("{}pb", self.tag)]).output();
     }
+}
+
+/// Network namespaces need root; without it the test says so and passes (the
+/// in-process partition tests in tests/cluster still run).
+fn root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("SKIPPED: network namespaces need root (the in-process partition test in tests/cluster still runs)");
+    }
+    root
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_partitioned_from_the_others_loses_its_clients_to_the_majority_and_after_healing_nothing_is_lost_or_repeated() {
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIPPED: network namespaces need root (the in-process partition test in tests/cluster still runs)");
+    if !root() {
         return;
     }
-    let net = Net::new();
+    let net = Net::new('a', 213, false);
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes: Vec<Node> = Vec::new();
-    for i in 1..=3 {
-        // Fixed ports are safe here: each namespace has its own port space.
-        let a = net.addr(i);
-        let (http, tcp, quic, peer, seed) = (format!("{a}:7080"), format!("{a}:7000"), format!("{a}:7001"), format!("{a}:7002"), format!("{}:7002", net.addr(1)));
-        let id = i.to_string();
-        let mut args = vec!["--shards", "8", "--node-id", &id, "--http-addr", &http, "--tcp-addr", &tcp, "--quic-addr", &quic, "--peer-addr", &peer];
-        // Clients notice a silent link within seconds.
-        args.extend(["--tcp-heartbeat-secs", "1"]);
-        if i > 1 {
-            args.extend(["--seeds", &seed]);
-        }
-        nodes.push(Node::start_in(Some(&net.ns(i)), dirs[i - 1].path(), &args));
-    }
+    let nodes = net.start_nodes(&dirs);
     for n in &nodes {
         wait_settled("three active nodes, a leader for every shard", n, &nodes, &[1, 2, 3], 3);
     }
@@ -139,6 +182,56 @@ settled(&nodes[0], &[1, 2, 3], 3) && no_lag(&nodes[0])
     assert_logged_in_again(&written, 3);
     assert_read_back(&nodes, &tenant, &written);
     // Every globex visitor lost its home's connection and logged in again.
+    assert!(written3.iter().all(|w| w.logins >= 2), "{:?}", written3.iter().map(|w| w.logins).collect::<Vec<_>>());
+    assert_read_back(&nodes, &globex, &written3);
+    for n in &nodes {
+        n.assert_no_panic();
+    }
+}
+
+/// Node 3 loses its peer link only: its clients still reach it, and it can still
+/// relay them to other nodes' client ports. It notices it is cut off from a quorum,
+/// lets go of the tenant it is home to (whose clients it sends away) and turns new
+/// logins away, while the majority moves that tenant; nothing is lost or repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_its_peers_but_not_its_clients_sends_them_to_the_majority() {
+    if !root() {
+        return;
+    }
+    let net = Net::new('b', 215, true);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = net.start_nodes(&dirs);
+    for n in &nodes {
+        wait_settled("three active nodes, a leader for every shard", n, &nodes, &[1, 2, 3], 3);
+    }
+    wait_until("node 3 leads some shards", WAIT, || leaders(&nodes[0]).iter().any(|(id, n)| *id == 3 && *n > 0));
+    let tenant = create_tenant(&nodes[0], "acme");
+    let globex = create_tenant(&nodes[2], "globex");
+    let traffic = Traffic::start(&nodes, tenant.id, 12);
+    let traffic3 = Traffic::start(&nodes, globex.id, 6);
+
+    net.peer_link(3, false);
+    let cut = Instant::now();
+    for n in &nodes[..2] {
+        wait_settled("the majority leads every shard", n, &nodes, &[1, 2], 3);
+    }
+    traffic.goes_on("traffic goes on on the majority side", 300);
+    // Without the cut-off rule, globex's visitors would stay on node 3 (or be
+    // relayed to it), where nothing can commit.
+    traffic3.goes_on("globex's traffic goes on on the majority side", 100);
+    eprintln!("globex's traffic went on {:?} after the cut", cut.elapsed());
+    assert_eq!(api_status(&nodes[2], &globex), 503, "node 3 does not serve globex while cut off");
+
+    net.peer_link(3, true);
+    wait_settled("node 3 is back and sees a leader for every shard", &nodes[2], &nodes, &[1, 2, 3], 3);
+    wait_until("node 3 has caught up", WAIT, || settled(&nodes[0], &[1, 2, 3], 3) && no_lag(&nodes[0]));
+    traffic.goes_on("traffic goes on after healing", 100);
+    traffic3.goes_on("globex's traffic goes on after healing", 50);
+    wait_until("node 3 points to globex's new home", WAIT, || api_status(&nodes[2], &globex) == 421);
+    let written = traffic.stop().await;
+    let written3 = traffic3.stop().await;
+    assert_read_back(&nodes, &tenant, &written);
+    // Every globex visitor lost its session on node 3 and logged in again.
     assert!(written3.iter().all(|w| w.logins >= 2), "{:?}", written3.iter().map(|w| w.logins).collect::<Vec<_>>());
     assert_read_back(&nodes, &globex, &written3);
     for n in &nodes {
