@@ -102,6 +102,11 @@ impl ClusterNode {
         });
     }
 
+    /// True while `node` fails every probe.
+    pub fn is_silent(&self, node: NodeId) -> bool {
+        self.silent.contains_key(&node)
+    }
+
     /// True while this node cannot reach a quorum of the control plane.
     pub fn is_cut_off(&self) -> bool {
         *self.cut_off.borrow()

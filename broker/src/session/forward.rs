@@ -32,6 +32,10 @@ pub(super) async fn remote_home(ctx: &Ctx, hello: &Hello) -> Result<Option<Remot
         return Err("this node is cut off from the rest of the cluster; connect to another node".into());
     }
     match cluster.locate_tenant(tenant).await.map_err(|e| format!("cannot tell which node serves tenant {} now: {e}", tenant.0))? {
+        // Dialling a node cut off by the network would only wait out the timeout.
+        Home::Remote(home) if cluster.is_silent(home.node) => {
+            Err(format!("the node serving tenant {} (node {}) is not answering; it is moving to another node, retry in a moment", tenant.0, home.node))
+        }
         Home::Remote(home) => Ok(Some(home)),
         // Placed here but not loaded: being taken over (moved here, or served again
         // after this node was cut off), or just created.

@@ -19,6 +19,14 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Extra silence tolerated beyond two heartbeat intervals before the connection is
 /// considered dead.
 const SILENCE_GRACE: Duration = Duration::from_secs(5);
+/// While a sent message waits for its `Accepted`, silence this long brings a `Ping`
+/// (a live server answers at once, even while the message is still being made
+/// durable)...
+const WAITING_PING: Duration = Duration::from_secs(1);
+/// ...and silence this long means the connection is dead, however long the
+/// heartbeat: the message is sent again on a new connection, to another node if
+/// there is one.
+const WAITING_SILENCE: Duration = Duration::from_secs(4);
 
 /// How one connection ended.
 enum End {
@@ -118,11 +126,20 @@ impl Driver {
         let silence_limit = heartbeat * 2 + SILENCE_GRACE;
         let mut last_write = Instant::now();
         let mut last_read = Instant::now();
+        // Since when a sent message has been waiting for its answer.
+        let mut waiting: Option<Instant> = None;
         let mut outputs = first;
         loop {
             if let Some(end) = self.apply(&mut tx, &mut outputs, &mut last_write).await {
                 return end;
             }
+            waiting = match (self.state.has_pending(), waiting) {
+                (false, _) => None,
+                (true, since) => since.or_else(|| Some(Instant::now())),
+            };
+            // Silence counts from the later of the last frame read and the start of
+            // the wait.
+            let quiet = waiting.map(|since| since.max(last_read));
             let timer = self.state.next_deadline().map(Instant::from_std);
             tokio::select! {
                 frame = rx.recv() => match frame {
@@ -145,8 +162,14 @@ impl Driver {
                     return End::Shutdown;
                 }
                 _ = sleep_until(last_write + heartbeat) => outputs = vec![Output::Frame(ClientFrame::Ping)],
+                _ = sleep_until(quiet.map_or(last_write, |q| q.max(last_write)) + WAITING_PING), if quiet.is_some() => {
+                    outputs = vec![Output::Frame(ClientFrame::Ping)];
+                }
                 _ = sleep_until(last_read + silence_limit) => {
                     return End::Lost { reason: format!("nothing received for {silence_limit:?}"), retry: true };
+                }
+                _ = sleep_until(quiet.unwrap_or(last_read) + WAITING_SILENCE), if quiet.is_some() => {
+                    return End::Lost { reason: format!("nothing received for {WAITING_SILENCE:?} while a message waited for its acceptance"), retry: true };
                 }
                 _ = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {}
             }

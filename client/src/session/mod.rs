@@ -1,7 +1,9 @@
 //! The high-level client: a [`Session`] keeps one identity connected.
 //!
 //! A background task owns the connection. It sends `Ping` when nothing else was
-//! written for a heartbeat interval, acknowledges received messages, tracks a cursor
+//! written for a heartbeat interval (and after 1 s of silence while a `Send` waits
+//! for its `Accepted`, giving the connection up after 4 s of it), acknowledges
+//! received messages, tracks a cursor
 //! per conversation (dropping duplicates, fetching gaps), keeps every `Send` until
 //! it is accepted, and on disconnect, `GoAway` or a fatal error reconnects with
 //! bounded retries and backoff, resuming from its cursors (anonymous visitors switch

@@ -110,6 +110,45 @@ async fn go_away_moves_the_session_to_an_alternate_address() {
     session.shutdown().await;
 }
 
+/// A server that takes a `Send` and then answers nothing (a node cut off by the
+/// network, say) is given up after seconds, not after two 30 s heartbeats: the
+/// client pings while it waits, and the message goes out again on another server.
+#[tokio::test]
+async fn a_send_met_with_silence_moves_the_session_well_before_the_heartbeat_limit() {
+    let first = TestServer::bind().await;
+    let second = TestServer::bind().await;
+    let mut cfg = config(first.addr);
+    cfg.alternate_addrs = vec![second.addr];
+    let serving = tokio::spawn(async move {
+        let mut silent = first.accept().await;
+        silent.login(visitor_welcome(3, 30)).await;
+        let send = silent.recv().await;
+        // Read on (so the client's writes go through) but never answer.
+        let probe = silent.recv().await;
+        let mut conn = second.accept().await;
+        conn.login(visitor_welcome(3, 30)).await;
+        let resent = conn.recv_skipping_control().await;
+        if let Some(ClientFrame::Send(m)) = &resent {
+            conn.send(&ServerFrame::Accepted { client_msg_id: m.client_msg_id, conversation: C, seq: 1 }).await;
+        }
+        while silent.recv().await.is_some() {}
+        (send, probe, resent, conn)
+    });
+    let mut session = Session::connect(cfg).await.unwrap();
+    session.send(None, "anyone there?").await.unwrap();
+    match next(&mut session).await {
+        Event::Disconnected { reason } => assert!(reason.contains("waited for its acceptance"), "{reason}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(next(&mut session).await, Event::Reconnected { connection: 2, .. }));
+    assert!(matches!(next(&mut session).await, Event::Accepted { client_msg_id: 100, seq: 1, .. }));
+    let (send, probe, resent, _conn) = serving.await.unwrap();
+    assert!(matches!(send, Some(ClientFrame::Send(_))), "{send:?}");
+    assert_eq!(probe, Some(ClientFrame::Ping), "the client pings while it waits");
+    assert!(matches!(resent, Some(ClientFrame::Send(m)) if m.client_msg_id == 100 && m.body == "anyone there?"));
+    session.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_rejected_first_login_is_returned_by_connect() {
     let server = TestServer::bind().await;

@@ -155,6 +155,11 @@ impl SessionState {
     }
 
     /// A command arriving while disconnected: kept for the next connection.
+    /// Whether a sent message waits for its acceptance.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     pub(crate) fn on_command_offline(&mut self, command: Command) {
         match command {
             Command::Send(m) => {
