@@ -60,6 +60,9 @@ pub const SHARDS_LEADERLESS: &str = "switchboard_raft_shards_leaderless";
 pub const REPLICATION_LAG: &str = "switchboard_raft_replication_lag_max_entries";
 /// Gauge: 1 while this node leads the control plane.
 pub const CONTROL_LEADER: &str = "switchboard_raft_control_leader";
+/// Gauge: 1 while this node cannot reach a quorum of the control plane (it then
+/// serves none of its tenants).
+pub const CUT_OFF: &str = "switchboard_cluster_cut_off";
 /// Counter: peer links closed, by reason (`closed`, `silent`, `refused`, `error`).
 pub const PEER_LINKS_CLOSED: &str = crate::cluster::tcp::PEER_LINKS_CLOSED;
 
@@ -94,6 +97,7 @@ fn describe() {
     describe_counter!(FORWARDED, "Clients relayed to the node serving their tenant, by result.");
     describe_gauge!(FORWARDED_OPEN, "Client connections being relayed to the node serving their tenant.");
     describe_counter!(TENANT_TAKEOVERS, "Tenants this node took over after their home stopped answering, by result.");
+    describe_gauge!(CUT_OFF, "1 while this node cannot reach a quorum of the control plane and serves none of its tenants.");
     describe_counter!(HANDOVERS, "Shard leaderships this node handed to another voter (to the preferred replica, or before stopping), by result.");
     describe_counter!(LOGINS, "Login attempts by kind and result.");
     describe_counter!(MESSAGES_ACCEPTED, "Chat messages made durable and acknowledged.");
@@ -140,6 +144,7 @@ pub fn set_cluster_gauges(node: &crate::cluster::ClusterNode) {
     ::metrics::gauge!(REPLICATION_LAG).set(led.iter().flat_map(|r| r.lag.values().copied()).max().unwrap_or(0) as f64);
     let control = node.control().metrics().borrow().clone();
     ::metrics::gauge!(CONTROL_LEADER).set(if control.current_leader == Some(node.id()) { 1.0 } else { 0.0 });
+    ::metrics::gauge!(CUT_OFF).set(if node.is_cut_off() { 1.0 } else { 0.0 });
 }
 
 /// The exporter's text plus process figures read from /proc.

@@ -1,6 +1,6 @@
 //! Three `switchboard` processes on loopback form one cluster over the TCP peer link.
 
-use crate::support::{counter, create_tenant, wait_until, wait_until_or, Node, Raw};
+use crate::support::{create_tenant, metric_value, wait_until, wait_until_or, Node, Raw};
 use serde_json::Value;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -105,7 +105,7 @@ fn three_processes_form_a_cluster_survive_a_kill_9_take_the_node_back_and_hand_o
     wait_until("no replica lags", WAIT, || no_lag(&nodes[0]));
     // The leaders of the shards node 3 is the preferred replica of hand them back.
     wait_until("node 3 leads shards again", WAIT, || leaders(&nodes[0]).iter().any(|(id, n)| *id == 3 && *n > 0));
-    let handed: u64 = nodes[..2].iter().map(|n| counter(n, "switchboard_raft_handovers_total{result=\"ok\"}")).sum();
+    let handed: u64 = nodes[..2].iter().map(|n| metric_value(n, "switchboard_raft_handovers_total{result=\"ok\"}")).sum();
     assert!(handed > 0, "the shards went back to node 3 by handover");
     for n in &nodes {
         n.assert_no_panic();

@@ -16,7 +16,7 @@ fn assignments(node: &Node, tenant: &Tenant) -> BTreeMap<u64, Value> {
 }
 
 fn takeovers(node: &Node) -> u64 {
-    counter(node, "switchboard_tenant_takeovers_total{result=\"ok\"}")
+    metric_value(node, "switchboard_tenant_takeovers_total{result=\"ok\"}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,7 +34,7 @@ async fn metrics_pass_promtool_after_traffic() {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
     // A cluster of one hosts and leads its 64 shards and the control plane.
-    for line in ["switchboard_raft_shards_hosted 64", "switchboard_raft_shards_led 64", "switchboard_raft_shards_leaderless 0", "switchboard_raft_control_leader 1"] {
+    for line in ["switchboard_raft_shards_hosted 64", "switchboard_raft_shards_led 64", "switchboard_raft_shards_leaderless 0", "switchboard_raft_control_leader 1", "switchboard_cluster_cut_off 0"] {
         assert!(text.lines().any(|l| l == line), "{line} missing from /metrics:\n{text}");
     }
     let path = dir.path().join("metrics.txt");

@@ -221,6 +221,7 @@ async fn a_node_cut_off_from_its_peers_but_not_its_clients_sends_them_to_the_maj
     traffic3.goes_on("globex's traffic goes on on the majority side", 100);
     eprintln!("globex's traffic went on {:?} after the cut", cut.elapsed());
     assert_eq!(api_status(&nodes[2], &globex), 503, "node 3 does not serve globex while cut off");
+    wait_until("node 3 reports itself cut off", WAIT, || metric_value(&nodes[2], "switchboard_cluster_cut_off") == 1);
 
     net.peer_link(3, true);
     wait_settled("node 3 is back and sees a leader for every shard", &nodes[2], &nodes, &[1, 2, 3], 3);
@@ -228,6 +229,7 @@ async fn a_node_cut_off_from_its_peers_but_not_its_clients_sends_them_to_the_maj
     traffic.goes_on("traffic goes on after healing", 100);
     traffic3.goes_on("globex's traffic goes on after healing", 50);
     wait_until("node 3 points to globex's new home", WAIT, || api_status(&nodes[2], &globex) == 421);
+    wait_until("node 3 no longer reports itself cut off", WAIT, || metric_value(&nodes[2], "switchboard_cluster_cut_off") == 0);
     let written = traffic.stop().await;
     let written3 = traffic3.stop().await;
     assert_read_back(&nodes, &tenant, &written);

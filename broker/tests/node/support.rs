@@ -393,9 +393,9 @@ pub fn assert_error(frame: &ServerFrame, code: ErrorCode) -> &ErrorFrame {
     }
 }
 
-/// The value of the counter `series` (name and labels, as `/metrics` prints them) on
-/// `node`; 0 while it has not been counted yet.
-pub fn counter(node: &Node, series: &str) -> u64 {
+/// The value of the counter or gauge `series` (name and labels, as `/metrics`
+/// prints them) on `node`; 0 while it has not been set yet.
+pub fn metric_value(node: &Node, series: &str) -> u64 {
     let text = ureq::get(&node.url("/metrics")).call().map(|r| r.into_string().unwrap_or_default()).unwrap_or_default();
     let line = text.lines().find(|l| l.split(' ').next() == Some(series));
     line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) as u64
