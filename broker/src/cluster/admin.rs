@@ -160,7 +160,7 @@ impl ClusterNode {
                 return (led_count, at_start.unwrap_or(0));
             }
             for (group, successor) in led {
-                if let (Some(shard), Some(to)) = (group, successor) {
+                if let (Some(shard), Some(to)) = (group.filter(|s| self.can_hand_over(*s)), successor) {
                     // Without a gap in writes (`cluster::handover`).
                     let node = self.clone();
                     tokio::spawn(async move {
@@ -205,6 +205,10 @@ impl ClusterNode {
 
     /// A leader about to stop asks this node to take over `group`.
     pub(super) async fn take_leadership(&self, group: Option<u32>) -> Result<ControlResponse, WriteError> {
+        // A stopping node would only have to hand it on again.
+        if self.leaving.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(WriteError::Unavailable("this node is stopping".into()));
+        }
         let result = match group {
             None => self.control().trigger().elect().await,
             Some(shard) => match self.replica(shard) {

@@ -36,6 +36,10 @@ const CLOSE_ENOUGH: u64 = 64;
 const SETTLED: Duration = Duration::from_secs(2);
 /// At most one handover attempt per shard this often.
 const RETRY: Duration = Duration::from_secs(10);
+/// The successor wins with its own vote and the old leader's (whose lease has run
+/// out); the other voters still hear the leader and refuse. Two votes are a
+/// majority of at most three voters.
+pub const MAX_VOTERS: usize = 3;
 
 /// Per-shard handover bookkeeping of a node.
 #[derive(Default)]
@@ -64,7 +68,8 @@ impl ClusterNode {
         if preferred == me || since.elapsed() < SETTLED || self.leaving.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
-        if !m.membership_config.membership().voter_ids().any(|v| v == preferred) {
+        let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+        if !voters.contains(&preferred) || voters.len() > MAX_VOTERS || self.reconfiguring.contains(&record.shard) {
             return;
         }
         // Not to a node that does not answer: the handover would hold writes back
@@ -86,6 +91,16 @@ impl ClusterNode {
                 Err(e) => tracing::info!(shard, to = preferred, error = %e, "handing the shard's leadership over did not complete; will retry"),
             }
         });
+    }
+
+    /// Whether `shard` has few enough voters for a handover ([`MAX_VOTERS`]).
+    pub(super) fn can_hand_over(&self, shard: u32) -> bool {
+        self.replica(shard).is_some_and(|r| r.raft.metrics().borrow().membership_config.membership().voter_ids().count() <= MAX_VOTERS)
+    }
+
+    /// Whether a handover of `shard` is under way here.
+    pub(super) fn handing_over(&self, shard: u32) -> bool {
+        self.handovers.running.contains(&shard)
     }
 
     /// When this node was first seen leading `shard` in `term`.
@@ -121,8 +136,11 @@ impl ClusterNode {
         let leads = |m: &openraft::RaftMetrics<NodeId, _>| m.state == ServerState::Leader;
         let term = {
             let m = metrics.borrow_and_update();
-            if !leads(&m) {
+            if !leads(&m) || self.reconfiguring.contains(&shard) {
                 return Ok(false);
+            }
+            if m.membership_config.membership().voter_ids().count() > MAX_VOTERS {
+                return Err(format!("a handover needs at most {MAX_VOTERS} voters"));
             }
             m.current_term
         };

@@ -24,6 +24,11 @@ pub const PROBE_EVERY: Duration = Duration::from_millis(250);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// How long a node must fail every probe before its tenants move.
 pub const DOWN_AFTER: Duration = Duration::from_millis(1000);
+/// How long a node must fail every probe before clients are no longer relayed to it
+/// (longer than one slow probe).
+const SILENT_AFTER: Duration = Duration::from_millis(500);
+/// How long writing a tenant move may take (probing stops meanwhile).
+const MOVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl ClusterNode {
     /// Runs until the node stops: probes the other nodes and, as control-plane
@@ -65,7 +70,9 @@ impl ClusterNode {
         }
         self.silent.retain(|id, _| nodes.iter().any(|n| n.id == *id));
         self.note_cut_off();
-        if !self.is_control_leader() {
+        // A leader cut off from the others would plan to move their tenants here,
+        // and wait on a write that cannot commit.
+        if !self.is_control_leader() || self.is_cut_off() {
             return Ok(());
         }
         let down: BTreeSet<NodeId> = self.silent.iter().filter(|e| e.value().elapsed() >= DOWN_AFTER).map(|e| *e.key()).collect();
@@ -74,7 +81,7 @@ impl ClusterNode {
             return Ok(());
         }
         let count = moves.len();
-        self.control_write(ControlCommand::MoveTenants(moves)).await?;
+        tokio::time::timeout(MOVE_TIMEOUT, self.control_write(ControlCommand::MoveTenants(moves))).await.map_err(|_| "moving tenants: no quorum in time".to_string())??;
         tracing::warn!(?down, tenants = count, "moved the tenants of nodes that stopped answering, drain or are gone");
         Ok(())
     }
@@ -102,9 +109,9 @@ impl ClusterNode {
         });
     }
 
-    /// True while `node` fails every probe.
+    /// True while `node` has failed every probe for [`SILENT_AFTER`].
     pub fn is_silent(&self, node: NodeId) -> bool {
-        self.silent.contains_key(&node)
+        self.silent.get(&node).is_some_and(|since| since.elapsed() >= SILENT_AFTER)
     }
 
     /// True while this node cannot reach a quorum of the control plane.

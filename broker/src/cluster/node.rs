@@ -120,7 +120,7 @@ pub struct ClusterNode {
     tables: ControlReader,
     shards: DashMap<u32, ShardReplica>,
     opening: tokio::sync::Mutex<()>,
-    reconfiguring: DashSet<u32>,
+    pub(super) reconfiguring: DashSet<u32>,
     pub(super) handovers: super::handover::Handovers,
     /// Nodes that have failed every probe (`cluster::homes`), since when.
     pub(super) silent: DashMap<NodeId, Instant>,
@@ -457,7 +457,7 @@ impl ClusterNode {
             let m = replica.raft.metrics().borrow().clone();
             let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
             let target: BTreeSet<NodeId> = record.replicas.iter().copied().collect();
-            if m.state == ServerState::Leader && voters != target && !self.reconfiguring.contains(&record.shard) {
+            if m.state == ServerState::Leader && voters != target && !self.reconfiguring.contains(&record.shard) && !self.handing_over(record.shard) {
                 self.spawn_reconfigure(record.clone(), replica.clone(), nodes.clone());
             } else if mine && voters == target {
                 self.rebalance(record, &m);

@@ -27,7 +27,7 @@ use super::node::ClusterNode;
 use crate::context::Ctx;
 use crate::routing::Directory;
 use crate::session::SessionEvent;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchboard_protocol::TenantId;
@@ -61,9 +61,9 @@ pub async fn run(ctx: Ctx, node: Arc<ClusterNode>, mut stop: watch::Receiver<boo
 struct Tenants {
     /// Tenants taken over here, at the epoch they were taken at.
     taken: HashMap<TenantId, u64>,
-    /// Tenants let go while this node was cut off, to serve again once it is not
-    /// (unless they moved meanwhile).
-    released: HashSet<TenantId>,
+    /// Tenants let go while this node was cut off, at the epoch they had: served
+    /// again from the local store once it is not, if still placed here at that epoch.
+    released: HashMap<TenantId, u64>,
 }
 
 async fn reconcile(ctx: &Ctx, node: &Arc<ClusterNode>, state: &mut Tenants) -> Result<(), String> {
@@ -71,19 +71,31 @@ async fn reconcile(ctx: &Ctx, node: &Arc<ClusterNode>, state: &mut Tenants) -> R
     let me = node.id();
     if node.is_cut_off() {
         // The majority moves these tenants away; their clients must go there too.
+        // A tenant whose shard has no replica elsewhere cannot move: it stays.
+        let shards = node.off_thread(|n| n.tables().shards()).await?.map_err(|e| e.to_string())?;
         for p in placements.iter().filter(|p| p.home == me) {
             let tenant = TenantId(p.tenant);
-            state.taken.remove(&tenant);
-            if ctx.directory.tenant(tenant).is_some() {
+            let shard = placement::tenant_shard(tenant, ctx.shards);
+            let movable = shards.iter().any(|s| s.shard == shard && s.replicas.iter().any(|r| *r != me));
+            if movable && ctx.directory.tenant(tenant).is_some() {
+                state.taken.remove(&tenant);
                 let sessions = release(ctx, tenant, "this node is cut off from the rest of the cluster; reconnect to another node");
-                state.released.insert(tenant);
+                state.released.insert(tenant, p.epoch);
                 tracing::warn!(tenant = tenant.0, sessions, "let the tenant go: this node is cut off");
             }
         }
         return Ok(());
     }
+    let back: Vec<(TenantId, u64)> =
+        placements.iter().filter(|p| p.home == me && state.released.get(&TenantId(p.tenant)) == Some(&p.epoch)).map(|p| (TenantId(p.tenant), p.epoch)).collect();
+    if !back.is_empty() {
+        serve_again(ctx, node, &back, state).await?;
+    }
     let Tenants { taken, released } = state;
     for p in &placements {
+        if node.is_cut_off() {
+            break;
+        }
         let tenant = TenantId(p.tenant);
         if p.home != me {
             taken.remove(&tenant);
@@ -91,7 +103,7 @@ async fn reconcile(ctx: &Ctx, node: &Arc<ClusterNode>, state: &mut Tenants) -> R
             if ctx.directory.tenant(tenant).is_some() {
                 let_go(ctx, tenant, p.home);
             }
-        } else if (p.epoch > 0 || released.contains(&tenant)) && taken.get(&tenant) != Some(&p.epoch) {
+        } else if (p.epoch > 0 || released.contains_key(&tenant)) && taken.get(&tenant) != Some(&p.epoch) && released.get(&tenant) != Some(&p.epoch) {
             let started = Instant::now();
             match take_over(ctx, node, tenant, p.epoch).await {
                 Ok(records) => {
@@ -106,6 +118,49 @@ async fn reconcile(ctx: &Ctx, node: &Arc<ClusterNode>, state: &mut Tenants) -> R
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Serves again, from the local store, tenants let go while this node was cut off
+/// and still placed here at the epoch they had. Nobody else served them meanwhile
+/// (a move raises the epoch), so nothing needs copying; one fencing write per shard
+/// makes sure: a tenant whose epoch its shard has passed moved after all, and is
+/// left to the tables.
+async fn serve_again(ctx: &Ctx, node: &Arc<ClusterNode>, back: &[(TenantId, u64)], state: &mut Tenants) -> Result<(), String> {
+    let mut by_shard: BTreeMap<u32, Vec<TenantWrites>> = BTreeMap::new();
+    for &(tenant, epoch) in back {
+        by_shard.entry(placement::tenant_shard(tenant, ctx.shards)).or_default().push(TenantWrites { tenant, epoch, writes: Vec::new() });
+    }
+    let mut ready = HashMap::new();
+    for (shard, fences) in by_shard {
+        let tenants: Vec<(TenantId, u64)> = fences.iter().map(|f| (f.tenant, f.epoch)).collect();
+        match node.write(shard, ShardCommand::Records(fences)).await.map_err(|e| e.to_string())? {
+            ShardResponse::Batch(results) if results.len() == tenants.len() => {
+                for ((tenant, epoch), result) in tenants.into_iter().zip(results) {
+                    if result == ShardResponse::Done {
+                        ready.insert(tenant, epoch);
+                    } else {
+                        state.released.remove(&tenant);
+                    }
+                }
+            }
+            other => return Err(format!("unexpected answer to the fencing write: {other:?}")),
+        }
+    }
+    if ready.is_empty() {
+        return Ok(());
+    }
+    let (loading, wanted) = (ctx.clone(), ready.clone());
+    let dir = node
+        .off_thread(move |_| Directory::load_where(&loading.store, loading.log.as_ref(), crate::context::now_ms(), |t| wanted.contains_key(&t)))
+        .await?
+        .map_err(|e| e.to_string())?;
+    ctx.directory.absorb(dir);
+    tracing::info!(tenants = ready.len(), "serving again the tenants let go while this node was cut off");
+    for (tenant, epoch) in ready {
+        state.released.remove(&tenant);
+        state.taken.insert(tenant, epoch);
     }
     Ok(())
 }

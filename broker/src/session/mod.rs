@@ -257,6 +257,10 @@ where
 
     // 3. Read until the stream ends, the client falls silent, or the session closes.
     let silence = Duration::from_secs(2 * heartbeat as u64);
+    // `Ping` is answered here, not by the actor: a client waiting for `Accepted`
+    // pings to tell a dead connection from a slow write, and the actor may be busy
+    // with that write (a first message waits for its conversation to be created).
+    let pong = ctx.codec.encode_to_vec(&ServerFrame::Pong).map(Bytes::from).ok();
     loop {
         let next = tokio::select! {
             r = tokio::time::timeout(silence, ctx.codec.read_payload(&mut reader)) => r,
@@ -274,6 +278,9 @@ where
             },
             Ok(Ok(None)) => FromReader::Closed { error: None },
             Ok(Ok(Some(payload))) => match ctx.codec.decode_payload::<ClientFrame>(&payload) {
+                // Queued as is; if it cannot be (overflow), the actor applies its
+                // slow-consumer rule.
+                Ok(ClientFrame::Ping) if pong.as_ref().is_some_and(|p| out.push(p.clone()).is_ok()) => continue,
                 Ok(frame) => FromReader::Frame(frame),
                 Err(e) => FromReader::Rejected { code: ErrorCode::MALFORMED_FRAME, message: e.to_string() },
             },
