@@ -109,10 +109,15 @@ impl ClusterNode {
         // changes. A node that still hosts a group may still be needed for a quorum.
         if let Some(addr) = record.as_ref().map(|r| r.addr.peer.clone()) {
             let call = self.transport.call(&self.addr().peer, &addr, PeerRequest::HostedShards);
-            if let Ok(Ok(PeerResponse::Hosted(shards))) = tokio::time::timeout(std::time::Duration::from_secs(2), call).await {
-                if !shards.is_empty() {
+            match tokio::time::timeout(std::time::Duration::from_secs(2), call).await {
+                Ok(Ok(PeerResponse::Hosted(shards))) if !shards.is_empty() => {
                     return Err(WriteError::Refused(format!("node {node} still hosts {} shard group(s) (e.g. shard {}); wait until its replicas have moved", shards.len(), shards[0])));
                 }
+                Ok(Ok(PeerResponse::Shard(Err(e)))) => {
+                    return Err(WriteError::Refused(format!("node {node} cannot say which shard groups it hosts ({e}); stop it, then remove it")));
+                }
+                // Hosts nothing, or does not answer (stopped).
+                _ => {}
             }
         }
         // The node table (refused while a shard still lists the node), unless a

@@ -95,6 +95,16 @@ impl ClusterNode {
         let voters: Vec<NodeId> = self.control().metrics().borrow().membership_config.membership().voter_ids().collect();
         let reachable = voters.iter().filter(|v| **v == self.id() || !self.silent.get(v).is_some_and(|s| s.elapsed() >= DOWN_AFTER)).count();
         let cut = voters.len() > 1 && reachable <= voters.len() / 2;
+        // A node that cannot reach a quorum cannot win an election; standing anyway
+        // (openraft 0.9 has no pre-vote) only raises terms, and where some of its
+        // packets still get through (a link failing one way, or flapping), a higher
+        // term deposes leaders the others elected. So it does not stand while cut off.
+        self.control().runtime_config().elect(!cut);
+        for shard in self.replicas().into_iter().map(|r| r.shard) {
+            if let Some(replica) = self.replica(shard) {
+                replica.raft.runtime_config().elect(!cut);
+            }
+        }
         self.cut_off.send_if_modified(|was| {
             if *was == cut {
                 return false;

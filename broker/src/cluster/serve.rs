@@ -71,6 +71,10 @@ impl PeerHandler for ClusterNode {
                 PeerRequest::Join(record) => PeerResponse::Control(self.handle_join(record).await),
                 request @ (PeerRequest::ControlWrite(_) | PeerRequest::RemoveNode(_)) => PeerResponse::Control(self.lead_request(request).await),
                 PeerRequest::TakeLeadership(group) => PeerResponse::Control(self.take_leadership(group).await),
+                // Also the probe of `cluster::homes`: a node cut off by its own probes
+                // fails it, so the others move its tenants even when they can still
+                // reach it (its own links out failed, theirs in did not).
+                PeerRequest::HostedShards if self.is_cut_off() => PeerResponse::Shard(Err(WriteError::Unavailable("this node is cut off from a quorum of the cluster".into()))),
                 PeerRequest::HostedShards => PeerResponse::Hosted(self.replicas().into_iter().map(|r| r.shard).collect()),
                 PeerRequest::ShardMembers(shard) => PeerResponse::Members(self.applied_members(shard)),
                 PeerRequest::TenantHome(tenant) => PeerResponse::TenantHome(self.tables().tenant_home(tenant).ok().flatten()),

@@ -92,6 +92,26 @@ impl Net {
         ip(&["link", "set", &format!("{}w{i}", self.tag), if up { "up" } else { "down" }]);
     }
 
+    /// Holds back (or stops holding back) every packet node `i` sends to a peer port
+    /// (7002) on its peer link: its own connections out fail, while connections in
+    /// still work (their answers leave from port 7002, not to it). Split only. (These
+    /// kernels have no tc drop action: such packets go to an HTB class of 8 bit/s.)
+    fn drop_peer_egress(&self, i: usize, on: bool) {
+        let dev = format!("{}w{i}p", self.tag);
+        let tc = |args: &[&str]| {
+            let out = Command::new("ip").args(["netns", "exec", &self.ns(i), "tc"]).args(args).output().expect("run tc");
+            assert!(out.status.success(), "tc {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        };
+        if on {
+            tc(&["qdisc", "add", "dev", &dev, "root", "handle", "1:", "htb", "default", "10"]);
+            tc(&["class", "add", "dev", &dev, "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit"]);
+            tc(&["class", "add", "dev", &dev, "parent", "1:", "classid", "1:20", "htb", "rate", "8bit", "ceil", "8bit", "burst", "1", "cburst", "1"]);
+            tc(&["filter", "add", "dev", &dev, "parent", "1:", "protocol", "ip", "prio", "1", "u32", "match", "ip", "dport", "7002", "0xffff", "flowid", "1:20"]);
+        } else {
+            tc(&["qdisc", "del", "dev", &dev, "root"]);
+        }
+    }
+
     /// Three nodes, one in each namespace, node 1 the seed.
     fn start_nodes(&self, dirs: &[tempfile::TempDir]) -> Vec<Node> {
         (1..=3)
@@ -236,6 +256,41 @@ async fn a_node_cut_off_from_its_peers_but_not_its_clients_sends_them_to_the_maj
     // Every globex visitor lost its session on node 3 and logged in again.
     assert!(written3.iter().all(|w| w.logins >= 2), "{:?}", written3.iter().map(|w| w.logins).collect::<Vec<_>>());
     assert_read_back(&nodes, &globex, &written3);
+    for n in &nodes {
+        n.assert_no_panic();
+    }
+}
+
+/// Node 3's connections out to its peers fail while theirs to it work: it finds
+/// itself cut off and says so to the probes of the others, so the majority moves
+/// the tenant it is home to although it still answers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_links_out_fail_hands_its_tenant_to_the_majority() {
+    if !root() {
+        return;
+    }
+    let net = Net::new('c', 217, true);
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = net.start_nodes(&dirs);
+    for n in &nodes {
+        wait_settled("three active nodes, a leader for every shard", n, &nodes, &[1, 2, 3], 3);
+    }
+    let globex = create_tenant(&nodes[2], "globex");
+    let traffic = Traffic::start(&nodes, globex.id, 6);
+
+    net.drop_peer_egress(3, true);
+    let cut = Instant::now();
+    traffic.goes_on("globex's traffic goes on on the majority side", 100);
+    eprintln!("globex's traffic went on {:?} after node 3's links out failed", cut.elapsed());
+    wait_until("the majority serves globex", WAIT, || api_status(&nodes[0], &globex) == 200 || api_status(&nodes[1], &globex) == 200);
+    wait_until("node 3 reports itself cut off", WAIT, || metric_value(&nodes[2], "switchboard_cluster_cut_off") == 1);
+
+    net.drop_peer_egress(3, false);
+    wait_until("node 3 points to globex's new home", WAIT, || api_status(&nodes[2], &globex) == 421);
+    traffic.goes_on("globex's traffic goes on after the repair", 50);
+    let written = traffic.stop().await;
+    assert!(written.iter().all(|w| w.logins >= 2), "{:?}", written.iter().map(|w| w.logins).collect::<Vec<_>>());
+    assert_read_back(&nodes, &globex, &written);
     for n in &nodes {
         n.assert_no_panic();
     }
