@@ -68,18 +68,21 @@ impl ClusterNode {
         if preferred == me || since.elapsed() < SETTLED || self.leaving.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
+        if self.handovers.last.get(&record.shard).is_some_and(|t| t.elapsed() < RETRY) {
+            return;
+        }
         let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
         if !voters.contains(&preferred) || voters.len() > MAX_VOTERS || self.reconfiguring.contains(&record.shard) {
             return;
         }
         // Not to a node that does not answer: the handover would hold writes back
         // for nothing.
-        let active = !self.silent.contains_key(&preferred) && self.tables().nodes().map(|n| n.iter().any(|n| n.id == preferred && n.state == NodeState::Active)).unwrap_or(false);
         let behind = super::node::lag(m.last_log_index, m.replication.as_ref()).get(&preferred).copied();
-        if !active || behind.is_none_or(|b| b > CLOSE_ENOUGH) {
+        if self.silent.contains_key(&preferred) || behind.is_none_or(|b| b > CLOSE_ENOUGH) {
             return;
         }
-        if self.handovers.last.get(&record.shard).is_some_and(|t| t.elapsed() < RETRY) {
+        let active = self.tables().nodes().map(|n| n.iter().any(|n| n.id == preferred && n.state == NodeState::Active)).unwrap_or(false);
+        if !active {
             return;
         }
         self.handovers.last.insert(record.shard, Instant::now());
@@ -154,19 +157,14 @@ impl ClusterNode {
         // ones wait.
         let _gate = tokio::time::timeout_at(deadline, replica.writes.write()).await.map_err(|_| "writes under way did not finish in time".to_string())?;
         // Every entry on the successor: its vote must not lose on the log.
-        loop {
-            let m = metrics.borrow_and_update().clone();
-            if !leads(&m) || m.current_term != term {
-                return Ok(false);
-            }
-            if super::node::lag(m.last_log_index, m.replication.as_ref()).get(&to) == Some(&0) {
-                break;
-            }
-            match tokio::time::timeout_at(deadline, metrics.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err("the replica stopped".into()),
-                Err(_) => return Err(format!("node {to} did not catch up in time")),
-            }
+        let caught_up = |m: &openraft::RaftMetrics<NodeId, _>| super::node::lag(m.last_log_index, m.replication.as_ref()).get(&to) == Some(&0);
+        let still_leads = match tokio::time::timeout_at(deadline, metrics.wait_for(|m| !leads(m) || m.current_term != term || caught_up(m))).await {
+            Ok(Ok(m)) => leads(&m) && m.current_term == term,
+            Ok(Err(_)) => return Err("the replica stopped".into()),
+            Err(_) => return Err(format!("node {to} did not catch up in time")),
+        };
+        if !still_leads {
+            return Ok(false);
         }
         let call = self.transport.call(&self.addr().peer, &addr, PeerRequest::TakeLeadership(Some(shard)));
         match tokio::time::timeout_at(deadline, call).await {
@@ -174,15 +172,11 @@ impl ClusterNode {
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => return Err(format!("node {to} did not answer")),
         }
-        loop {
-            if metrics.borrow_and_update().current_leader == Some(to) {
-                return Ok(true);
-            }
-            match tokio::time::timeout_at(deadline, metrics.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return Err("the replica stopped".into()),
-                Err(_) => return Err(format!("node {to} did not take over in time")),
-            }
-        }
+        let took_over = match tokio::time::timeout_at(deadline, metrics.wait_for(|m| m.current_leader == Some(to))).await {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(_)) => Err("the replica stopped".into()),
+            Err(_) => Err(format!("node {to} did not take over in time")),
+        };
+        took_over
     }
 }

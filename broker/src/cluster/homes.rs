@@ -95,17 +95,7 @@ impl ClusterNode {
         let voters: Vec<NodeId> = self.control().metrics().borrow().membership_config.membership().voter_ids().collect();
         let reachable = voters.iter().filter(|v| **v == self.id() || !self.silent.get(v).is_some_and(|s| s.elapsed() >= DOWN_AFTER)).count();
         let cut = voters.len() > 1 && reachable <= voters.len() / 2;
-        // A node that cannot reach a quorum cannot win an election; standing anyway
-        // (openraft 0.9 has no pre-vote) only raises terms, and where some of its
-        // packets still get through (a link failing one way, or flapping), a higher
-        // term deposes leaders the others elected. So it does not stand while cut off.
-        self.control().runtime_config().elect(!cut);
-        for shard in self.replicas().into_iter().map(|r| r.shard) {
-            if let Some(replica) = self.replica(shard) {
-                replica.raft.runtime_config().elect(!cut);
-            }
-        }
-        self.cut_off.send_if_modified(|was| {
+        let changed = self.cut_off.send_if_modified(|was| {
             if *was == cut {
                 return false;
             }
@@ -117,6 +107,19 @@ impl ClusterNode {
             *was = cut;
             true
         });
+        if changed {
+            // A node that cannot reach a quorum cannot win an election; standing anyway
+            // (openraft 0.9 has no pre-vote) only raises terms, and where some of its
+            // packets still get through (a link failing one way, or flapping), a higher
+            // term deposes leaders the others elected. So it does not stand while cut
+            // off (a replica opened meanwhile starts the same way, `open_shard`).
+            self.control().runtime_config().elect(!cut);
+            for shard in self.replicas().into_iter().map(|r| r.shard) {
+                if let Some(replica) = self.replica(shard) {
+                    replica.raft.runtime_config().elect(!cut);
+                }
+            }
+        }
     }
 
     /// True while `node` has failed every probe for [`SILENT_AFTER`].

@@ -301,6 +301,7 @@ impl ClusterNode {
         )
         .await
         .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        raft.runtime_config().elect(!self.is_cut_off());
         let replica = ShardReplica { raft, reader: ShardReader::new(self.db.clone(), group), writes: Default::default() };
         self.shards.insert(shard, replica.clone());
         Ok(replica)
