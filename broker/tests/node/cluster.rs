@@ -64,6 +64,12 @@ pub(crate) fn leaders(node: &Node) -> Vec<(u64, u64)> {
     s["nodes"].as_array().cloned().unwrap_or_default().iter().map(|n| (n["id"].as_u64().unwrap_or(0), n["leads"].as_u64().unwrap_or(0))).collect()
 }
 
+/// Waits until node `id` leads some shards, as another of `nodes` sees it.
+pub(crate) fn wait_leads_some(nodes: &[Node], id: u64) {
+    let other = if id == 1 { &nodes[1] } else { &nodes[0] };
+    wait_until(&format!("node {id} leads some shards"), WAIT, || leaders(other).iter().any(|(n, count)| *n == id && *count > 0));
+}
+
 #[test]
 fn three_processes_form_a_cluster_survive_a_kill_9_take_the_node_back_and_hand_off_leaders_on_sigterm() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -495,7 +501,7 @@ async fn a_rolling_restart_under_traffic_loses_and_repeats_nothing_and_a_whole_c
 async fn a_kill_9_under_traffic_loses_and_repeats_no_accepted_message() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes = settled_cluster(&dirs);
-    wait_until("node 2 leads some shards", WAIT, || leaders(&nodes[0]).iter().any(|(id, n)| *id == 2 && *n > 0));
+    wait_leads_some(&nodes, 2);
     // The tenant lives on node 1; its visitors are on all three nodes.
     let tenant = create_tenant(&nodes[0], "acme");
     let traffic = Traffic::start(&nodes, tenant.id, 30);

@@ -2,7 +2,7 @@
 //! its shard, which takes it over from the replicated records (`cluster::homes`,
 //! `cluster::takeover`), and the tenant's clients go on through any node.
 
-use crate::cluster::{assert_read_back, leaders, log_tail, settled_cluster, Traffic};
+use crate::cluster::{assert_read_back, log_tail, settled_cluster, wait_leads_some, Traffic};
 use crate::support::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -23,7 +23,7 @@ fn takeovers(node: &Node) -> u64 {
 async fn a_kill_9_of_the_tenants_home_moves_the_tenant_and_loses_nothing() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes = settled_cluster(&dirs);
-    wait_until("node 1 leads some shards", WAIT, || leaders(&nodes[1]).iter().any(|(id, n)| *id == 1 && *n > 0));
+    wait_leads_some(&nodes, 1);
     // The tenant lives on node 1; its agent is on node 2, its visitors on all three.
     let tenant = create_tenant(&nodes[0], "acme");
     let (agent, token) = create_agent(&nodes[0], tenant.id, 20);

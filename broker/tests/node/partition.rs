@@ -1,9 +1,10 @@
-//! A real network partition: three nodes, each in its own network namespace, joined
+//! Real network partitions: three nodes, each in its own network namespace, joined
 //! by a bridge in the test's namespace (veth pairs). Cutting node 3's link isolates
 //! it from the other nodes and from its clients, and moves the tenant it is home to
-//! onto the majority. Needs root (`ip netns`).
+//! onto the majority. With a second bridge for the peer link alone, node 3 loses
+//! only its peers, or only its connections out to them. Needs root (`ip netns`).
 
-use crate::cluster::{assert_logged_in_again, assert_read_back, leaders, no_lag, panics_in, settled, status, wait_settled, Traffic};
+use crate::cluster::{assert_logged_in_again, assert_read_back, no_lag, panics_in, settled, status, wait_leads_some, wait_settled, Traffic, Written};
 use crate::support::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -112,9 +113,10 @@ impl Net {
         }
     }
 
-    /// Three nodes, one in each namespace, node 1 the seed.
+    /// Three nodes, one in each namespace, node 1 the seed; returns once every
+    /// shard has three replicas and a leader, and node 3 leads some.
     fn start_nodes(&self, dirs: &[tempfile::TempDir]) -> Vec<Node> {
-        (1..=3)
+        let nodes: Vec<Node> = (1..=3)
             .map(|i| {
                 // Fixed ports are safe here: each namespace has its own port space.
                 let (a, p) = (self.addr(i), self.peer_addr(i));
@@ -128,7 +130,12 @@ impl Net {
                 }
                 Node::start_in(Some(&self.ns(i)), dirs[i - 1].path(), &args)
             })
-            .collect()
+            .collect();
+        for n in &nodes {
+            wait_settled("three active nodes, a leader for every shard", n, &nodes, &[1, 2, 3], 3);
+        }
+        wait_leads_some(&nodes, 3);
+        nodes
     }
 }
 
@@ -141,6 +148,12 @@ impl Drop for Net {
         let _ = Command::new("ip").args(["link", "del", &self.bridge()]).output();
         let _ = Command::new("ip").args(["link", "del", &format!("{}pb", self.tag)]).output();
     }
+}
+
+/// Every visitor of a tenant whose home was cut off lost its session there and
+/// logged in again.
+fn assert_all_logged_in_again(written: &[Written]) {
+    assert!(written.iter().all(|w| w.logins >= 2), "{:?}", written.iter().map(|w| w.logins).collect::<Vec<_>>());
 }
 
 /// Network namespaces need root; without it the test says so and passes (the
@@ -162,10 +175,6 @@ async fn a_node_partitioned_from_the_others_loses_its_clients_to_the_majority_an
     let net = Net::new('a', 213, false);
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let nodes = net.start_nodes(&dirs);
-    for n in &nodes {
-        wait_settled("three active nodes, a leader for every shard", n, &nodes, &[1, 2, 3], 3);
-    }
-    wait_until("node 3 leads some shards", WAIT, || leaders(&nodes[0]).iter().any(|(id, n)| *id == 3 && *n > 0));
 
     // acme lives on node 1, globex on node 3; a third of each one's visitors are on
     // node 3.
@@ -202,7 +211,7 @@ settled(&nodes[0], &[1, 2, 3], 3) && no_lag(&nodes[0])
     assert_logged_in_again(&written, 3);
     assert_read_back(&nodes, &tenant, &written);
     // Every globex visitor lost its home's connection and logged in again.
-    assert!(written3.iter().all(|w| w.logins >= 2), "{:?}", written3.iter().map(|w| w.logins).collect::<Vec<_>>());
+    assert_all_logged_in_again(&written3);
     assert_read_back(&nodes, &globex, &written3);
     for n in &nodes {
         n.assert_no_panic();
@@ -221,10 +230,6 @@ async fn a_node_cut_off_from_its_peers_but_not_its_clients_sends_them_to_the_maj
     let net = Net::new('b', 215, true);
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let nodes = net.start_nodes(&dirs);
-    for n in &nodes {
-        wait_settled("three active nodes, a leader for every shard", n, &nodes, &[1, 2, 3], 3);
-    }
-    wait_until("node 3 leads some shards", WAIT, || leaders(&nodes[0]).iter().any(|(id, n)| *id == 3 && *n > 0));
     let tenant = create_tenant(&nodes[0], "acme");
     let globex = create_tenant(&nodes[2], "globex");
     let traffic = Traffic::start(&nodes, tenant.id, 12);
@@ -254,7 +259,7 @@ async fn a_node_cut_off_from_its_peers_but_not_its_clients_sends_them_to_the_maj
     let written3 = traffic3.stop().await;
     assert_read_back(&nodes, &tenant, &written);
     // Every globex visitor lost its session on node 3 and logged in again.
-    assert!(written3.iter().all(|w| w.logins >= 2), "{:?}", written3.iter().map(|w| w.logins).collect::<Vec<_>>());
+    assert_all_logged_in_again(&written3);
     assert_read_back(&nodes, &globex, &written3);
     for n in &nodes {
         n.assert_no_panic();
@@ -272,9 +277,6 @@ async fn a_node_whose_links_out_fail_hands_its_tenant_to_the_majority() {
     let net = Net::new('c', 217, true);
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let nodes = net.start_nodes(&dirs);
-    for n in &nodes {
-        wait_settled("three active nodes, a leader for every shard", n, &nodes, &[1, 2, 3], 3);
-    }
     let globex = create_tenant(&nodes[2], "globex");
     let traffic = Traffic::start(&nodes, globex.id, 6);
 
@@ -289,7 +291,7 @@ async fn a_node_whose_links_out_fail_hands_its_tenant_to_the_majority() {
     wait_until("node 3 points to globex's new home", WAIT, || api_status(&nodes[2], &globex) == 421);
     traffic.goes_on("globex's traffic goes on after the repair", 50);
     let written = traffic.stop().await;
-    assert!(written.iter().all(|w| w.logins >= 2), "{:?}", written.iter().map(|w| w.logins).collect::<Vec<_>>());
+    assert_all_logged_in_again(&written);
     assert_read_back(&nodes, &globex, &written);
     for n in &nodes {
         n.assert_no_panic();
